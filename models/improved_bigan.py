@@ -1,0 +1,178 @@
+"""Improved BiGAN (Das et al., "Leveraging GANs, Autoencoders and their Combined ...", §III).
+
+Encoder with SE attention and global pooling, generator with transposed convolutions, SE
+refinement and residual Adds, and a discriminator over image-latent pairs. Training has two
+phases (Fig. 4): reconstruction only, then adversarial BiGAN training in which the
+discriminator learns on every 5th epoch and the reconstruction update runs 3 times per step.
+"""
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+from models.layers import conv_block, up_block
+from training.losses import bigan_losses
+
+
+def build_encoder(config):
+    """x -> z: strided conv blocks with SE attention, global average pooling, dense to the latent."""
+    size, channels = config["image_size"], config["channels"]
+    images = keras.Input((size, size, channels), name="image")
+    x = images
+    for index, filters in enumerate(config["filters"]):
+        x = conv_block(x, filters, f"enc{index}", attention=True, se_ratio=config["se_ratio"])
+    x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+    latent = layers.Dense(config["latent_dim"], name="latent")(x)
+    return keras.Model(images, latent, name="encoder")
+
+
+def build_generator(config):
+    """z -> x: dense to the bottleneck, SE-refined residual up blocks, tanh output in [-1, 1]."""
+    filters = config["filters"]
+    base = config["image_size"] // 2 ** len(filters)
+    latent = keras.Input((config["latent_dim"],), name="latent")
+    x = layers.Dense(base * base * filters[-1], use_bias=False, name="project")(latent)
+    x = layers.Reshape((base, base, filters[-1]), name="bottleneck")(x)
+    x = layers.BatchNormalization(name="project_bn")(x)
+    x = layers.LeakyReLU(0.2, name="project_act")(x)
+    for index, width in enumerate(reversed(filters[:-1])):
+        x = up_block(x, width, f"up{index}", se_ratio=config["se_ratio"])
+    images = layers.Conv2DTranspose(
+        config["channels"], 4, strides=2, padding="same", activation="tanh", name="image"
+    )(x)
+    return keras.Model(latent, images, name="generator")
+
+
+def build_discriminator(config):
+    """(x, z) -> logit: flattened image features concatenated with the processed latent code.
+
+    No BatchNorm here: batches hold only real or only fake pairs, which BatchNorm would leak.
+    """
+    size, channels = config["image_size"], config["channels"]
+    images = keras.Input((size, size, channels), name="image")
+    latent = keras.Input((config["latent_dim"],), name="latent")
+    x = images
+    for index, filters in enumerate(config["discriminator_filters"]):
+        x = conv_block(x, filters, f"disc{index}", batch_norm=False)
+    x = layers.Flatten(name="image_features")(x)
+    z = layers.Dense(config["latent_units"], name="latent_dense")(latent)
+    z = layers.LeakyReLU(0.2, name="latent_act")(z)
+    joint = layers.Concatenate(name="joint")([layers.Dropout(config["dropout"])(x), layers.Dropout(config["dropout"])(z)])
+    joint = layers.Dense(config["joint_units"], name="joint_dense")(joint)
+    joint = layers.LeakyReLU(0.2, name="joint_act")(joint)
+    joint = layers.Dropout(config["dropout"], name="joint_dropout")(joint)
+    logit = layers.Dense(1, name="logit")(joint)
+    return keras.Model([images, latent], logit, name="discriminator")
+
+
+@keras.saving.register_keras_serializable(package="bigan_ad")
+class ImprovedBiGAN(keras.Model):
+    """Owns encoder, generator and discriminator; `train_step` is the paper's two-phase update.
+
+    The phase is plain Python state set once per epoch by `training.schedule.TwoPhaseSchedule`
+    through `set_phase`, which retraces the train function only when the phase changes, so each
+    compiled step contains exactly the updates of its phase.
+    """
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.config = dict(config)
+        self.encoder = build_encoder(self.config)
+        self.generator = build_generator(self.config)
+        self.discriminator = build_discriminator(self.config)
+        self.adversarial = False
+        self.train_discriminator = False
+        self._train_functions = {}
+
+    def call(self, images, training=False):
+        """Reconstruction G(E(x)): the inference path scored for anomalies."""
+        return self.generator(self.encoder(images, training=training), training=training)
+
+    def compile(self, reconstruction_optimizer, discriminator_optimizer, reconstruction_loss,
+                adversarial_weight=0.1, reconstruction_repeats=3):
+        """Optimizers for encoder+generator and for the discriminator; the reconstruction loss object."""
+        super().compile()
+        self.reconstruction_optimizer = reconstruction_optimizer
+        self.discriminator_optimizer = discriminator_optimizer
+        self.reconstruction_loss = reconstruction_loss
+        self.adversarial_weight = adversarial_weight
+        self.reconstruction_repeats = reconstruction_repeats
+        # Built eagerly so checkpoints can restore optimizer slots before the first step.
+        reconstruction_optimizer.build(self.autoencoder_variables)
+        discriminator_optimizer.build(self.discriminator.trainable_variables)
+        names = ["recon_loss", *reconstruction_loss.terms, "adv_loss", "d_loss", "d_real", "d_fake"]
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+
+    @property
+    def autoencoder_variables(self):
+        """Encoder + generator weights: what every reconstruction and adversarial E/G update trains."""
+        return self.encoder.trainable_variables + self.generator.trainable_variables
+
+    def get_compile_config(self):
+        # Optimizers and the loss object are rebuilt by the caller; a saved model carries weights only.
+        return None
+
+    @property
+    def metrics(self):
+        return list(getattr(self, "trackers", {}).values())
+
+    def set_phase(self, adversarial, train_discriminator):
+        """Switch phase, reusing the step compiled for it: at most three traces per run."""
+        if self.train_function is not None:
+            self._train_functions[(self.adversarial, self.train_discriminator)] = self.train_function
+        self.adversarial, self.train_discriminator = adversarial, train_discriminator
+        self.train_function = self._train_functions.get((adversarial, train_discriminator))
+        if self.train_function is None:
+            self.make_train_function()
+
+    def train_step(self, images):
+        logged = ["recon_loss", *self.reconstruction_loss.terms]
+        if self.adversarial:
+            if self.train_discriminator:
+                self._discriminator_update(images)
+                logged += ["d_loss", "d_real", "d_fake"]
+            self._autoencoder_update(images, adversarial=True)
+            logged.append("adv_loss")
+            for _ in range(self.reconstruction_repeats - 1):
+                self._autoencoder_update(images, adversarial=False)
+        else:
+            self._autoencoder_update(images, adversarial=False)
+        return {name: self.trackers[name].result() for name in logged}
+
+    def _pairs_logits(self, images, training):
+        """Discriminator logits for real pairs (x, E(x)) and fake pairs (G(z), z), z ~ N(0, I)."""
+        latent_real = self.encoder(images, training=training)
+        noise = tf.random.normal((tf.shape(images)[0], self.config["latent_dim"]))
+        fake_images = self.generator(noise, training=training)
+        real = self.discriminator([images, latent_real], training=True)
+        fake = self.discriminator([fake_images, noise], training=True)
+        return real, fake
+
+    def _discriminator_update(self, images):
+        with tf.GradientTape() as tape:
+            real, fake = self._pairs_logits(images, training=True)
+            d_loss, _ = bigan_losses(real, fake)
+        variables = self.discriminator.trainable_variables
+        self.discriminator_optimizer.apply_gradients(zip(tape.gradient(d_loss, variables), variables))
+        self.trackers["d_loss"].update_state(d_loss)
+        self.trackers["d_real"].update_state(tf.reduce_mean(tf.sigmoid(real)))
+        self.trackers["d_fake"].update_state(tf.reduce_mean(tf.sigmoid(fake)))
+
+    def _autoencoder_update(self, images, adversarial):
+        """One encoder+generator step on the reconstruction loss (plus the BiGAN term when adversarial)."""
+        with tf.GradientTape() as tape:
+            terms = self.reconstruction_loss(images, self(images, training=True))
+            loss = terms["total"]
+            if adversarial:
+                _, adv_loss = bigan_losses(*self._pairs_logits(images, training=True))
+                loss = loss + self.adversarial_weight * adv_loss
+        variables = self.autoencoder_variables
+        self.reconstruction_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.trackers["recon_loss"].update_state(terms["total"])
+        for name in self.reconstruction_loss.terms:
+            self.trackers[name].update_state(terms[name])
+        if adversarial:
+            self.trackers["adv_loss"].update_state(adv_loss)
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config}
