@@ -5,6 +5,12 @@ residual generator, image-latent discriminator); widths and depths are ours (the
 none) and are recorded in the README's design decisions. `tiny` exists for tests.
 """
 
+
+
+class ConfigError(ValueError):
+    """An impossible setting (unknown preset/profile, image size the network cannot halve); str() is the user message."""
+
+
 IMPROVED_BIGAN_PRESETS = {
     "paper": {
         "image_size": 128,
@@ -45,12 +51,12 @@ IMPROVED_BIGAN_PRESETS = {
 def model_config(preset, **overrides):
     """A copy of an architecture preset with explicit settings (e.g. image_size) applied."""
     if preset not in IMPROVED_BIGAN_PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(IMPROVED_BIGAN_PRESETS)}.")
+        raise ConfigError(f"Unknown preset {preset!r}; choose one of {sorted(IMPROVED_BIGAN_PRESETS)}.")
     config = dict(IMPROVED_BIGAN_PRESETS[preset])
     config.update({key: value for key, value in overrides.items() if value is not None})
     stride = 2 ** len(config["filters"])
     if config["image_size"] % stride:
-        raise ValueError(
+        raise ConfigError(
             f"image_size {config['image_size']} must be a multiple of {stride} for {len(config['filters'])} "
             "down-sampling stages; pick e.g. 32, 64, 128 or 256."
         )

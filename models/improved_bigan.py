@@ -125,7 +125,8 @@ class ImprovedBiGAN(keras.Model):
         if self.train_function is None:
             self.make_train_function()
 
-    def train_step(self, images):
+    def train_step(self, data):
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # unlabelled: only normal images
         logged = ["recon_loss", *self.reconstruction_loss.terms]
         if self.adversarial:
             if self.train_discriminator:

@@ -13,9 +13,14 @@ class PerceptualWeightsError(RuntimeError):
     """The VGG16 weights for the perceptual loss could not be loaded; str() is the user message."""
 
 
-def ssim_filter_size(image_size):
-    """tf.image.ssim's 11x11 window, shrunk for images smaller than the window."""
-    return min(11, image_size)
+def ssim(images, reconstructions):
+    """Per-image SSIM of [-1, 1] images, computed on [0, 1] as tf.image.ssim expects.
+
+    SSIM's luminance term is not shift-invariant and misbehaves for negative means, so the
+    images are mapped to [0, 1] first; the 11x11 window shrinks for images smaller than it.
+    """
+    filter_size = min(11, images.shape[1], images.shape[2])
+    return tf.image.ssim((images + 1.0) / 2.0, (reconstructions + 1.0) / 2.0, max_val=1.0, filter_size=filter_size)
 
 
 def build_perceptual_extractor(weights, image_size):
@@ -48,8 +53,7 @@ class ReconstructionLoss:
     With no perceptual extractor the term is 0 and the other weights stay as in the paper.
     """
 
-    def __init__(self, image_size, perceptual_extractor=None, weights=None):
-        self.filter_size = ssim_filter_size(image_size)
+    def __init__(self, perceptual_extractor=None, weights=None):
         self.extractor = perceptual_extractor
         self.weights = dict(weights or RECONSTRUCTION_WEIGHTS)
 
@@ -69,9 +73,7 @@ class ReconstructionLoss:
         terms = {
             "mse": tf.reduce_mean(tf.square(images - reconstructions)),
             "mae": tf.reduce_mean(tf.abs(images - reconstructions)),
-            "ssim_loss": 1.0 - tf.reduce_mean(
-                tf.image.ssim(images, reconstructions, max_val=2.0, filter_size=self.filter_size)
-            ),
+            "ssim_loss": 1.0 - tf.reduce_mean(ssim(images, reconstructions)),
         }
         if self.extractor is not None:
             terms["perceptual"] = tf.reduce_mean(tf.square(self._features(images) - self._features(reconstructions)))

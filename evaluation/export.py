@@ -1,0 +1,47 @@
+"""SavedModel export: raw images in, score / error map / reconstruction / decision out.
+
+The serving functions call the same `to_model_input` as the tf.data pipeline and the same
+detector (with its calibration weights) as evaluation, so a deployed model reproduces
+scores.csv. Only TensorFlow is needed to use it: `tf.saved_model.load(path).signatures[...]`.
+"""
+
+import keras
+import tensorflow as tf
+
+from data.pipeline import to_model_input
+
+SERVING_OUTPUTS = ("score", "is_anomalous", "error_map", "reconstruction", "mse", "ssim_error")
+
+
+def export_saved_model(detector, path, image_size):
+    """Write `path` with signatures `serving_default` (uint8 [N, H, W, C]) and `serving_float` ([0, 1] floats).
+
+    Any H, W and C in {1, 2, 3, 4} are accepted and resized to the training size. Outputs:
+    score (higher = more anomalous), is_anomalous (score >= stored threshold), error_map
+    (|x - x̂| at image_size, on the [-1, 1] model scale), reconstruction (in [0, 1]), and the
+    score's raw components mse and ssim_error.
+    """
+
+    def serve(images01):
+        outputs = detector(to_model_input(images01, image_size), training=False)
+        outputs = {name: outputs[name] for name in SERVING_OUTPUTS}
+        outputs["reconstruction"] = (outputs["reconstruction"][..., 0] + 1.0) / 2.0
+        return outputs
+
+    def serve_uint8(images):
+        return serve(tf.cast(images, tf.float32) / 255.0)
+
+    archive = keras.export.ExportArchive()
+    archive.track(detector)
+    archive.add_endpoint(
+        "serving_default",
+        serve_uint8,
+        input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8, name="images")],
+    )
+    archive.add_endpoint(
+        "serving_float",
+        serve,
+        input_signature=[tf.TensorSpec([None, None, None, None], tf.float32, name="images")],
+    )
+    archive.write_out(str(path), verbose=False)
+    return path

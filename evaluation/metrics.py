@@ -1,0 +1,126 @@
+"""Image- and pixel-level metrics and decision thresholds (SPEC section 6).
+
+Thin wrappers around sklearn.metrics so every number in a report comes from a
+library implementation; this module only fixes conventions: label 1 = anomalous, higher score =
+more anomalous, and an image is flagged when ``score >= threshold``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+# Candidate thresholds of the papers' sweep on min-max-normalised scores (CAE-D-GAN, Fig. 2).
+ORACLE_SWEEP = np.arange(0.0, 1.0, 0.01)
+
+
+def _labels_and_scores(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels).astype(int).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if labels.size == 0 or labels.shape != scores.shape:
+        raise ValueError(
+            f"Got {labels.size} labels and {scores.size} scores; expected one score per labelled "
+            "image and at least one image."
+        )
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError("Labels must be 0 (normal) or 1 (anomalous); remap other classes first.")
+    return labels, scores
+
+
+def _has_both_classes(labels: np.ndarray) -> bool:
+    return np.unique(labels).size == 2
+
+
+def minmax_bounds(scores: np.ndarray) -> tuple[float, float]:
+    """(minimum, span) of the scores; span is 1 for constant scores so normalising never divides by 0."""
+    scores = np.asarray(scores, dtype=np.float64)
+    low, high = float(scores.min()), float(scores.max())
+    return low, (high - low) or 1.0
+
+
+def validation_threshold(validation_scores: np.ndarray, quantile: float = 0.95) -> float:
+    """Default decision threshold: the `quantile` of the validation-normal scores (no test label
+    involved), i.e. ~5% of normals flagged at 0.95 (SPEC section 4, "Calibration")."""
+    validation_scores = np.asarray(validation_scores, dtype=np.float64).ravel()
+    if validation_scores.size == 0:
+        raise ValueError("No validation scores given; the default threshold needs validation normals.")
+    return float(np.quantile(validation_scores, quantile))
+
+
+def oracle_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """The papers' test-set sweep (CAE-D-GAN paper, Fig. 2 pseudocode), labelled 'oracle' because
+    it looks at test labels.
+
+    Scores are min-max normalised to [0, 1]; t runs over 0, 0.01, ..., 0.99; an image is flagged
+    when its normalised score >= t; the first t with the best accuracy wins. The comparison is done
+    in raw units (``score >= min + t * span``, the same inequality) so that the returned threshold
+    reproduces the returned accuracy exactly in `classification_metrics`. Constant scores are swept
+    over a unit span, so the choice is "flag all" (t = 0) or "flag none", whichever is more accurate.
+    Returns (raw threshold, best accuracy).
+    """
+    labels, scores = _labels_and_scores(labels, scores)
+    low, span = minmax_bounds(scores)
+    candidates = low + ORACLE_SWEEP * span
+    predictions = scores[None, :] >= candidates[:, None]
+    accuracies = (predictions == labels[None, :].astype(bool)).mean(axis=1)
+    best = int(np.argmax(accuracies))  # argmax returns the first maximum, as in the pseudocode
+    return float(candidates[best]), float(accuracies[best])
+
+
+def classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    """Threshold-free ranking metrics plus the confusion-matrix metrics at `threshold`.
+
+    AUROC and average precision are nan (not an exception) when the test set holds one class only,
+    so a report can still be written; the thresholded metrics use zero_division=0.
+    """
+    labels, scores = _labels_and_scores(labels, scores)
+    predictions = (scores >= threshold).astype(int)
+    tn, fp, fn, tp = skm.confusion_matrix(labels, predictions, labels=[0, 1]).ravel()
+    both = _has_both_classes(labels)
+    return {
+        "auroc": float(skm.roc_auc_score(labels, scores)) if both else float("nan"),
+        "average_precision": float(skm.average_precision_score(labels, scores)) if both else float("nan"),
+        "accuracy": float(skm.accuracy_score(labels, predictions)),
+        "precision": float(skm.precision_score(labels, predictions, zero_division=0)),
+        "recall": float(skm.recall_score(labels, predictions, zero_division=0)),
+        "f1": float(skm.f1_score(labels, predictions, zero_division=0)),
+        # Specificity is the recall of the normal class: TN / (TN + FP).
+        "specificity": float(skm.recall_score(labels, predictions, pos_label=0, zero_division=0)),
+        "threshold": float(threshold),
+        "tp": int(tp),
+        "fp": int(fp),
+        "tn": int(tn),
+        "fn": int(fn),
+    }
+
+
+def pixel_auroc(masks: np.ndarray, error_maps: np.ndarray) -> float:
+    """Pixel-level AUROC over all given images, every pixel one sample (MVTec AD convention);
+    nan if the masks hold one class only."""
+    masks = np.asarray(masks)
+    error_maps = np.asarray(error_maps, dtype=np.float64)
+    if masks.shape != error_maps.shape:
+        raise ValueError(
+            f"Masks have shape {masks.shape} but error maps {error_maps.shape}; resize the masks "
+            "to the error-map resolution first."
+        )
+    pixel_labels = (masks.ravel() > 0).astype(np.uint8)
+    if not _has_both_classes(pixel_labels):
+        return float("nan")
+    return float(skm.roc_auc_score(pixel_labels, error_maps.ravel()))
+
+
+def reconstruction_quality(psnr: np.ndarray, ssim: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """psnr_normal, psnr_abnormal, ssim_normal, ssim_abnormal: per-class means of per-image values.
+
+    The per-image values come from the detector graph (tf.image.psnr / tf.image.ssim in
+    evaluation.scoring), so reports and exports measure the same thing. A class without images
+    gives nan; a perfect reconstruction has PSNR +inf, reported as is rather than clipped.
+    """
+    labels = np.asarray(labels).astype(int).ravel()
+    result = {}
+    for metric, values in (("psnr", np.asarray(psnr, np.float64)), ("ssim", np.asarray(ssim, np.float64))):
+        for name, label in (("normal", 0), ("abnormal", 1)):
+            in_class = labels == label
+            result[f"{metric}_{name}"] = float(values[in_class].mean()) if in_class.any() else float("nan")
+    return result

@@ -1,0 +1,282 @@
+"""Diagnostic plots of a run (SPEC section 6), written as PNGs under a run's ``plots/``.
+
+Each function draws one self-explanatory figure (title, axis labels, legend, the decision
+threshold marked and named), saves it, closes it, and returns the path. Colours are fixed per
+meaning across plots: normal = blue, abnormal = orange, threshold = black.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import matplotlib
+
+matplotlib.use("Agg")  # headless: runs on servers and in tests without a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib import colors as mcolors  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from sklearn import metrics as skm  # noqa: E402
+
+from evaluation.metrics import minmax_bounds  # noqa: E402
+
+DPI = 120
+FIGSIZE = (6.0, 4.5)
+NORMAL_COLOUR = "tab:blue"
+ABNORMAL_COLOUR = "tab:orange"
+THRESHOLD_COLOUR = "black"
+MASK_COLOUR_BGR = (0, 255, 0)
+# Pale, line-free colours so phase shading never reads as a loss curve.
+PHASE_COLOURS = ("lightgrey", "navajowhite", "lightcyan", "thistle")
+# Legends go below the axes: inside, they hide curves wherever the data happens to put them.
+LEGEND_BELOW = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.14), "ncol": 2}
+GRID_COLUMNS = ("input", "reconstruction", "error map", "overlay")
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _as_arrays(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(labels).astype(int).ravel(), np.asarray(scores, dtype=np.float64).ravel()
+
+
+def plot_roc(labels, scores, path, title="ROC") -> Path:
+    """ROC curve with its AUROC in the legend and the chance diagonal for reference."""
+    labels, scores = _as_arrays(labels, scores)
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance (AUROC 0.5)")
+    if np.unique(labels).size == 2:
+        fpr, tpr, _ = skm.roc_curve(labels, scores)
+        auroc = skm.roc_auc_score(labels, scores)
+        ax.plot(fpr, tpr, color=ABNORMAL_COLOUR, linewidth=2, label=f"model (AUROC {auroc:.3f})")
+    else:
+        ax.text(0.5, 0.6, "ROC undefined:\nthe test set holds one class only", ha="center",
+                bbox={"facecolor": "white", "edgecolor": "grey"})
+    ax.set(
+        xlim=(0, 1), ylim=(0, 1.01), title=title,
+        xlabel="false positive rate (normals flagged)", ylabel="true positive rate (anomalies caught)",
+    )
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def plot_f1_confidence(labels, scores, threshold, path) -> Path:
+    """F1, precision and recall against the threshold on the min-max-normalised test score
+    ('confidence'), with the chosen threshold marked and its F1 stated."""
+    labels, scores = _as_arrays(labels, scores)
+    low, span = minmax_bounds(scores)
+    precision, recall, cuts = skm.precision_recall_curve(labels, (scores - low) / span)
+    precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision),
+                   where=precision + recall > 0)
+    chosen_f1 = skm.f1_score(labels, scores >= threshold, zero_division=0)
+    chosen_x = (threshold - low) / span
+    outside = "" if 0.0 <= chosen_x <= 1.0 else " (outside test scores)"
+    chosen_x = float(np.clip(chosen_x, 0.0, 1.0))
+    best = int(np.argmax(f1))
+
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    # A metric at cut i holds for every threshold in (cut i-1, cut i]: steps, not interpolation.
+    ax.plot(cuts, f1, color="tab:green", linewidth=2.2, drawstyle="steps-pre", label="F1")
+    ax.plot(cuts, precision, color="tab:purple", linewidth=1, drawstyle="steps-pre", label="precision")
+    ax.plot(cuts, recall, color="tab:cyan", linewidth=1, drawstyle="steps-pre", label="recall")
+    ax.axvline(chosen_x, color=THRESHOLD_COLOUR, linestyle="--",
+               label=f"chosen threshold (validation){outside}: F1 {chosen_f1:.3f}")
+    ax.plot(cuts[best], f1[best], marker="o", color="tab:green", linestyle="none",
+            label=f"best F1 on test (oracle): {f1[best]:.3f} at {cuts[best]:.2f}")
+    ax.set(
+        xlim=(0, 1), ylim=(0, 1.02), title="F1–confidence curve",
+        xlabel="threshold on min-max-normalised test score (confidence)", ylabel="metric value",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, **LEGEND_BELOW)
+    return _save(fig, path)
+
+
+def plot_score_histogram(labels, scores, threshold, path, threshold_label="threshold") -> Path:
+    """Overlapping score histograms of normal and abnormal test images on shared bins, with the
+    decision threshold and the share of each class above it."""
+    labels, scores = _as_arrays(labels, scores)
+    bins = np.histogram_bin_edges(scores, bins=min(40, max(10, scores.size // 10)))
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    for label, name, colour in ((0, "normal", NORMAL_COLOUR), (1, "abnormal", ABNORMAL_COLOUR)):
+        class_scores = scores[labels == label]
+        if class_scores.size:
+            flagged = np.mean(class_scores >= threshold)
+            ax.hist(class_scores, bins=bins, alpha=0.55, color=colour, edgecolor="white", linewidth=0.5,
+                    label=f"{name} (n={class_scores.size}): {flagged:.0%} flagged")
+    ax.axvline(threshold, color=THRESHOLD_COLOUR, linestyle="--", linewidth=1.5,
+               label=f"{threshold_label} = {threshold:.3g}")
+    ax.set(title="Anomaly score distribution", xlabel="anomaly score (higher = more anomalous)",
+           ylabel="number of test images")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # headroom so the legend does not cover the bars
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(loc="upper right", fontsize=8)
+    return _save(fig, path)
+
+
+def _stack_2d(array) -> np.ndarray:
+    """[N, H, W, 1] or [N, H, W] -> [N, H, W] float."""
+    array = np.asarray(array, dtype=np.float32)
+    return array[..., 0] if array.ndim == 4 else array
+
+
+def _spread_by_score(indices: np.ndarray, scores: np.ndarray, count: int) -> np.ndarray:
+    """Up to `count` of `indices`, evenly spaced in score order (lowest, typical, highest)."""
+    ordered = indices[np.argsort(scores[indices], kind="stable")]
+    positions = np.unique(np.linspace(0, len(ordered) - 1, min(count, len(ordered))).round().astype(int))
+    return ordered[positions]
+
+
+def select_examples(labels, scores, per_class=4) -> np.ndarray:
+    """Indices of the error-grid examples: up to `per_class` normals then abnormals, spread by score."""
+    labels, scores = _as_arrays(labels, scores)
+    return np.concatenate([_spread_by_score(np.flatnonzero(labels == label), scores, per_class) for label in (0, 1)])
+
+
+def error_heatmap(error_maps, vmax) -> np.ndarray:
+    """Error maps [..., H, W] -> RGB uint8 [..., H, W, 3] with the inferno colour map on the scale [0, vmax]."""
+    error_maps = np.asarray(error_maps, dtype=np.float32)
+    scaled = np.clip(error_maps / vmax * 255, 0, 255).astype(np.uint8)
+    heat = cv2.applyColorMap(scaled.reshape(-1, scaled.shape[-1]), cv2.COLORMAP_INFERNO)
+    return cv2.cvtColor(heat, cv2.COLOR_BGR2RGB).reshape(*error_maps.shape, 3)
+
+
+def _to_bgr(image: np.ndarray) -> np.ndarray:
+    grey = np.clip((image + 1.0) * 127.5, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+
+
+def _grid_row(image, error_map, error_scale, mask) -> tuple[np.ndarray, np.ndarray]:
+    """Heat map (RGB) of the error on the shared scale and its overlay on the input, mask outlined."""
+    heat = cv2.cvtColor(error_heatmap(error_map, error_scale), cv2.COLOR_RGB2BGR)
+    overlay = cv2.addWeighted(_to_bgr(image), 0.5, heat, 0.5, 0)
+    if mask is not None:
+        contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(overlay, contours, -1, MASK_COLOUR_BGR, max(1, image.shape[0] // 64))
+    return cv2.cvtColor(heat, cv2.COLOR_BGR2RGB), cv2.cvtColor(overlay, cv2.COLOR_BGR2RGB)
+
+
+def plot_error_grid(images, reconstructions, error_maps, labels, scores, path, masks=None, per_class=4) -> Path:
+    """Input | reconstruction | error heat map | overlay, one row per example.
+
+    Examples: up to `per_class` normal then up to `per_class` abnormal images, evenly spaced by
+    score within each class (lowest, typical and highest scores), so the grid shows neither only
+    the easy nor only the extreme cases. Heat maps share one scale (the largest error in the grid)
+    so colours compare across rows; ground-truth masks, when given, are outlined in green.
+    """
+    images, reconstructions, error_maps = map(_stack_2d, (images, reconstructions, error_maps))
+    labels, scores = _as_arrays(labels, scores)
+    chosen = select_examples(labels, scores, per_class)
+    if chosen.size == 0:
+        raise ValueError("No images to plot; the error grid needs at least one scored image.")
+    error_scale = float(error_maps[chosen].max()) or 1.0
+
+    fig, axes = plt.subplots(len(chosen), len(GRID_COLUMNS), squeeze=False, layout="constrained",
+                             figsize=(1.7 * len(GRID_COLUMNS) + 1.2, 1.7 * len(chosen) + 0.6))
+    for row, index in zip(axes, chosen):
+        mask = None if masks is None else np.asarray(masks[index])
+        heat, overlay = _grid_row(images[index], error_maps[index], error_scale, mask)
+        row[0].imshow(images[index], cmap="gray", vmin=-1, vmax=1)
+        row[1].imshow(reconstructions[index], cmap="gray", vmin=-1, vmax=1)
+        row[2].imshow(heat)
+        row[3].imshow(overlay)
+        name = "abnormal" if labels[index] else "normal"
+        row[0].set_ylabel(f"{name}\nscore {scores[index]:.3g}", fontsize=9,
+                          color=ABNORMAL_COLOUR if labels[index] else NORMAL_COLOUR)
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    overlay_title = "overlay\n(green: true anomaly)" if masks is not None else "overlay"
+    for ax, title in zip(axes[0], (*GRID_COLUMNS[:3], overlay_title)):
+        ax.set_title(title, fontsize=9)
+    colourbar = fig.colorbar(
+        plt.cm.ScalarMappable(norm=mcolors.Normalize(0, error_scale), cmap="inferno"),
+        ax=axes, shrink=min(1.0, 4.0 / len(chosen)),
+    )
+    colourbar.set_label("reconstruction error (one scale for all rows)", fontsize=8)
+    fig.suptitle("Reconstructions and error maps (examples spread by score)", fontsize=10)
+    return _save(fig, path)
+
+
+def _is_adversarial(key: str) -> bool:
+    """Adversarial terms are named `adv*`/`*_adv*` (generator) or `d_*` (discriminator)."""
+    return "adv" in key or key.startswith("d_")
+
+
+def _series(history: list[dict], key: str) -> tuple[list, list]:
+    points = [(entry["epoch"], entry[key]) for entry in history if key in entry]
+    return [epoch for epoch, _ in points], [value for _, value in points]
+
+
+def _phase_spans(history: list[dict]) -> list[tuple[str, float, float]]:
+    """Consecutive runs of one phase as (name, first epoch - 0.5, last epoch + 0.5)."""
+    spans = []
+    for entry in history:
+        phase = entry.get("phase", "training")
+        if spans and spans[-1][0] == phase:
+            spans[-1][2] = entry["epoch"] + 0.5
+        else:
+            spans.append([phase, entry["epoch"] - 0.5, entry["epoch"] + 0.5])
+    return [tuple(span) for span in spans]
+
+
+def _log_scale_if_wide(ax: plt.Axes, values: list[float]) -> None:
+    values = np.asarray(values, dtype=np.float64)
+    if values.size and (values > 0).all() and values.max() / values.min() > 10:
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{ax.get_ylabel()} (log scale)")
+
+
+def plot_loss_curves(history: list[dict], path) -> Path:
+    """Two panels: reconstruction terms over all epochs with the phases shaded and their
+    boundaries dashed; adversarial terms over the epochs that have them (sparse ones, e.g. a
+    discriminator trained every 5th epoch, as markers only)."""
+    if not history:
+        raise ValueError("The loss history is empty; plot it after at least one epoch.")
+    keys = list(dict.fromkeys(k for entry in history for k in entry if k not in ("epoch", "phase")))
+    fig, (recon_ax, adv_ax) = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
+
+    recon_values = []
+    for key in (k for k in keys if not _is_adversarial(k)):
+        epochs, values = _series(history, key)
+        recon_ax.plot(epochs, values, linewidth=2.2 if key == "recon_loss" else 1.1, label=key)
+        recon_values += values
+    spans = _phase_spans(history)
+    for number, (phase, start, end) in enumerate(spans, start=1):
+        recon_ax.axvspan(start, end, color=PHASE_COLOURS[(number - 1) % len(PHASE_COLOURS)], alpha=0.4,
+                         label=f"phase {number}: {phase}")
+        if number > 1:
+            recon_ax.axvline(start, color="grey", linestyle="--", linewidth=1)
+    recon_ax.set(title="Reconstruction losses", xlabel="epoch", ylabel="loss")
+    _log_scale_if_wide(recon_ax, recon_values)
+    recon_ax.grid(alpha=0.3)
+    recon_ax.legend(fontsize=8, **LEGEND_BELOW)
+
+    adversarial_keys = [k for k in keys if _is_adversarial(k)]
+    adv_epochs = {entry["epoch"] for entry in history if any(k in entry for k in adversarial_keys)}
+    for key in adversarial_keys:
+        epochs, values = _series(history, key)
+        dense = len(epochs) == len(adv_epochs)
+        adv_ax.plot(epochs, values, marker="o", markersize=3 if dense else 6,
+                    linestyle="-" if dense else "none", label=key if dense else f"{key} (trained epochs only)")
+    if adversarial_keys:
+        adv_ax.set(xlabel="epoch", ylabel="loss")
+        adv_ax.grid(alpha=0.3)
+        adv_ax.legend(fontsize=8, **LEGEND_BELOW)
+    else:
+        adv_ax.text(0.5, 0.5, "no adversarial phase yet", ha="center", va="center", fontsize=12, color="grey")
+        adv_ax.set_xticks([])
+        adv_ax.set_yticks([])
+    adv_ax.set_title("Adversarial losses (generator and discriminator)")
+    return _save(fig, path)

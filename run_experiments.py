@@ -1,0 +1,143 @@
+"""Command line: train, evaluate and export anomaly detectors (argument parsing and orchestration only).
+
+    python run_experiments.py --model improved_bigan --dataset phantom --profile quick
+    python run_experiments.py --model improved_bigan --dataset brain_mri --data-dir PATH
+"""
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the user's way
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from data.pipeline import image_dataset  # noqa: E402
+from data.protocols import paper_split, split_from_json, write_split  # noqa: E402
+from data.sources import DATASET_NAMES, DatasetError, load_dataset  # noqa: E402
+from evaluation.evaluate import calibrate, evaluate  # noqa: E402
+from evaluation.export import export_saved_model  # noqa: E402
+from evaluation.report import summary_table, write_tensorboard_results  # noqa: E402
+from evaluation.scoring import build_detector  # noqa: E402
+from models.config import ConfigError  # noqa: E402
+from models.registry import MODEL_NAMES, ModelNotAvailableError, check_model_name  # noqa: E402
+from training.callbacks import TrainingDivergedError  # noqa: E402
+from training.losses import PerceptualWeightsError  # noqa: E402
+from training.profiles import OVERRIDABLE, PROFILES, resolve_config  # noqa: E402
+from training.runs import latest_unfinished_run, new_run_dir, set_state  # noqa: E402
+from training.trainer import compiled_model, fit  # noqa: E402
+
+EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Train on normal images only, then score, evaluate and export an anomaly detector.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model", default="improved_bigan", help=f"NAME[,NAME...] or 'all'; one of {', '.join(MODEL_NAMES)}")
+    parser.add_argument("--dataset", default="phantom", choices=DATASET_NAMES)
+    parser.add_argument("--category", help="MVTec AD / Plant Village category (e.g. bottle, Tomato)")
+    parser.add_argument("--data-dir", help="dataset folder (default: $BIGAN_DATA_DIR/<dataset>, then ./datasets/<dataset>)")
+    parser.add_argument("--normal-dir", help="--dataset folder: folder of normal images")
+    parser.add_argument("--abnormal-dir", help="--dataset folder: folder of abnormal images")
+    parser.add_argument("--profile", default="quick", choices=sorted(PROFILES),
+                        help="paper = the paper's full schedule; quick = minutes on a CPU; smoke = seconds")
+    parser.add_argument("--epochs-recon", type=int, help="phase-1 (reconstruction-only) epochs")
+    parser.add_argument("--epochs-adv", type=int, help="phase-2 (adversarial) epochs")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--image-size", type=int, help="square input size (paper: 128)")
+    parser.add_argument("--latent-dim", type=int)
+    parser.add_argument("--lr", type=float, help="Adam learning rate for all networks")
+    parser.add_argument("--perceptual-weights", help="VGG16 weights for the perceptual loss: imagenet | none | PATH")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs", help="root of run directories")
+    parser.add_argument("--resume", action="store_true", help="continue the latest unfinished run of this model/dataset")
+    return parser.parse_args(argv)
+
+
+def model_names(value):
+    names = list(MODEL_NAMES) if value == "all" else [name.strip() for name in value.split(",") if name.strip()]
+    for name in names:
+        check_model_name(name)
+    return names
+
+
+def run(args, model):
+    """One model on one dataset: data -> split -> train -> calibrate -> evaluate -> export. Returns the run dir."""
+    overrides = {key: getattr(args, key) for key in OVERRIDABLE}
+    config = resolve_config(model, args.dataset, args.profile, seed=args.seed, category=args.category, **overrides)
+    run_dir = latest_unfinished_run(args.out, config) if args.resume else None
+    if run_dir is not None:
+        config = json.loads((run_dir / "config.json").read_text())
+        print(f"Resuming {run_dir} (its saved config.json is used; other flags are ignored).")
+    elif args.resume:
+        print(f"No unfinished {model} run on {args.dataset} under {args.out}/; starting a new run.")
+
+    keras.utils.set_random_seed(config["seed"])
+    collection = load_dataset(
+        config["dataset"], data_dir=args.data_dir, normal_dir=args.normal_dir, abnormal_dir=args.abnormal_dir,
+        seed=config["seed"], phantom_normals=config["phantom_normals"], phantom_abnormals=config["phantom_abnormals"],
+    )
+    if collection.skipped:
+        print(f"Skipped {len(collection.skipped)} unusable file(s); they are listed under 'skipped' in split.json.")
+    if run_dir is None:
+        run_dir = new_run_dir(args.out, config)
+        (run_dir / "config.json").write_text(json.dumps(config, indent=1))
+        split = paper_split(collection.labels, config["seed"], config["test_fraction"], config["validation_fraction"])
+        write_split(run_dir / "split.json", collection, split)
+    else:
+        split = split_from_json(collection, json.loads((run_dir / "split.json").read_text()))
+    print(f"Run directory: {run_dir}")
+    print(f"Images: {len(split.train)} train, {len(split.validation)} validation normals, "
+          f"{len(split.test)} test ({int(collection.labels[split.test].sum())} abnormal).")
+
+    size, batch = config["architecture"]["image_size"], config["batch_size"]
+    train_ds = image_dataset(collection, split.train, size, batch, training=True, seed=config["seed"])
+    validation_ds = image_dataset(collection, split.validation, size, batch)
+    test_ds = image_dataset(collection, split.test, size, batch)
+    abnormal = split.test[collection.labels[split.test] == 1]
+    preview_indices = np.concatenate([split.validation[:4], abnormal[:4]])
+    preview = next(iter(image_dataset(collection, preview_indices, size, len(preview_indices))))
+
+    model = compiled_model(config)
+    set_state(run_dir, "running")
+    history = fit(model, train_ds, preview, config, run_dir, verbose="auto")
+
+    detector = build_detector(model, size, config["architecture"]["channels"])
+    calibrate(detector, validation_ds, config["threshold_quantile"])
+    threshold_label = f"threshold ({config['threshold_quantile']:.0%} quantile of validation normals)"
+    metrics = evaluate(detector, collection, split.test, test_ds, run_dir, history, threshold_label)
+    write_tensorboard_results(run_dir / "tensorboard", metrics, run_dir / "plots" / "roc.png", len(history))
+    detector.save(run_dir / "model.keras")
+    export_saved_model(detector, run_dir / "saved_model", size)
+    set_state(run_dir, "finished")
+
+    print(f"\n{model} on {args.dataset} (profile {config['profile']}, perceptual loss: "
+          f"{config['perceptual_weights']}), {len(history)} epochs:")
+    print(summary_table(metrics, config))
+    print(f"\nEverything is in {run_dir}  (tensorboard --logdir {args.out})")
+    return run_dir
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        for model in model_names(args.model):
+            run(args, model)
+    except (DatasetError, ModelNotAvailableError, PerceptualWeightsError, ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingDivergedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except KeyboardInterrupt:
+        print("\nInterrupted. Continue later with the same command plus --resume.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

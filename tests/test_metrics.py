@@ -1,0 +1,122 @@
+"""Metric conventions: label 1 = anomalous, higher score = more anomalous, flag when score >= threshold."""
+
+import math
+
+import numpy as np
+import pytest
+
+from evaluation import metrics
+
+
+def test_perfect_separation_gives_auroc_and_oracle_accuracy_one():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    threshold, accuracy = metrics.oracle_threshold(labels, scores)
+    result = metrics.classification_metrics(labels, scores, threshold)
+    assert result["auroc"] == 1.0
+    assert result["average_precision"] == 1.0
+    assert accuracy == 1.0
+    assert result["accuracy"] == accuracy
+
+
+def test_random_scores_give_chance_auroc():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size=4000)
+    result = metrics.classification_metrics(labels, rng.random(4000), threshold=0.5)
+    assert result["auroc"] == pytest.approx(0.5, abs=0.03)
+
+
+def test_counts_on_hand_worked_example():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.6, 0.3, 0.2, 0.8, 0.9])
+    # flagged (>= 0.5): indices 1, 4, 5 -> TP 2 (4, 5), FP 1 (1), TN 2 (0, 2), FN 1 (3)
+    result = metrics.classification_metrics(labels, scores, threshold=0.5)
+    assert (result["tp"], result["fp"], result["tn"], result["fn"]) == (2, 1, 2, 1)
+    assert all(isinstance(result[k], int) for k in ("tp", "fp", "tn", "fn"))
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    assert result["precision"] == pytest.approx(2 / 3)
+    assert result["recall"] == pytest.approx(2 / 3)
+    assert result["f1"] == pytest.approx(2 / 3)
+    assert result["specificity"] == pytest.approx(2 / 3)
+    assert result["threshold"] == 0.5
+
+
+def test_specificity_is_true_negative_rate():
+    labels = np.array([0, 0, 0, 0, 1])
+    scores = np.array([0.9, 0.1, 0.1, 0.1, 0.9])  # one of four normals flagged
+    result = metrics.classification_metrics(labels, scores, threshold=0.5)
+    assert result["specificity"] == pytest.approx(result["tn"] / (result["tn"] + result["fp"])) == 0.75
+
+
+def test_score_equal_to_threshold_is_flagged():
+    result = metrics.classification_metrics(np.array([0, 1]), np.array([0.2, 0.5]), threshold=0.5)
+    assert (result["tp"], result["fp"]) == (1, 0)
+
+
+def test_nothing_flagged_gives_zero_precision_not_an_error():
+    result = metrics.classification_metrics(np.array([0, 1]), np.array([0.1, 0.2]), threshold=1.0)
+    assert result["precision"] == 0.0 and result["f1"] == 0.0
+
+
+def test_validation_threshold_is_the_quantile():
+    scores = np.random.default_rng(1).normal(size=500)
+    assert metrics.validation_threshold(scores) == pytest.approx(np.quantile(scores, 0.95))
+    assert metrics.validation_threshold(scores, 0.99) == pytest.approx(np.quantile(scores, 0.99))
+
+
+def test_oracle_threshold_is_in_raw_units():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, size=300)
+    scores = rng.normal(size=300) + labels
+    threshold, accuracy = metrics.oracle_threshold(labels, scores)
+    scaled_threshold, scaled_accuracy = metrics.oracle_threshold(labels, 10 * scores + 3)
+    assert scaled_accuracy == pytest.approx(accuracy)
+    assert scaled_threshold == pytest.approx(10 * threshold + 3)
+    assert metrics.classification_metrics(labels, scores, threshold)["accuracy"] == pytest.approx(accuracy)
+
+
+def test_oracle_threshold_keeps_first_best_and_handles_constant_scores():
+    labels = np.array([0, 1, 1])
+    threshold, accuracy = metrics.oracle_threshold(labels, np.full(3, 4.0))
+    assert (threshold, accuracy) == (4.0, pytest.approx(2 / 3))  # t = 0 flags all; nothing beats it
+    # Any t in (0, 0.5] separates these; the first one, 0.01, is returned.
+    threshold, accuracy = metrics.oracle_threshold(np.array([0, 1]), np.array([0.0, 1.0]))
+    assert (threshold, accuracy) == (pytest.approx(0.01), 1.0)
+
+
+def test_one_class_gives_nan_ranking_metrics():
+    result = metrics.classification_metrics(np.zeros(5, int), np.arange(5.0), threshold=2.0)
+    assert math.isnan(result["auroc"]) and math.isnan(result["average_precision"])
+    assert result["specificity"] == pytest.approx(0.4)
+
+
+def test_mismatched_lengths_raise_a_readable_error():
+    with pytest.raises(ValueError, match="one score per labelled image"):
+        metrics.classification_metrics(np.array([0, 1]), np.array([0.1]), threshold=0.5)
+
+
+def test_pixel_auroc_on_planted_square():
+    masks = np.zeros((3, 16, 16), np.uint8)
+    masks[1, 4:8, 4:8] = 1
+    errors = np.random.default_rng(3).random((3, 16, 16)) * 0.5
+    errors[1, 4:8, 4:8] += 1.0
+    assert metrics.pixel_auroc(masks, errors) == 1.0
+    assert math.isnan(metrics.pixel_auroc(np.zeros_like(masks), errors))
+
+
+def test_pixel_auroc_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="resize the masks"):
+        metrics.pixel_auroc(np.zeros((2, 8, 8)), np.zeros((2, 16, 16)))
+
+
+def test_reconstruction_quality_is_per_class_means():
+    labels = np.array([0, 0, 1, 1, 1])
+    result = metrics.reconstruction_quality([30.0, 32.0, 20.0, 22.0, 24.0], [0.9, 0.8, 0.5, 0.6, 0.7], labels)
+    assert result == pytest.approx({"psnr_normal": 31.0, "psnr_abnormal": 22.0, "ssim_normal": 0.85,
+                                    "ssim_abnormal": 0.6})
+
+
+def test_reconstruction_quality_missing_class_and_perfect_reconstruction():
+    result = metrics.reconstruction_quality([math.inf, 30.0], [1.0, 0.9], np.zeros(2))
+    assert result["psnr_normal"] == math.inf  # tf.image.psnr of a zero MSE, reported as is
+    assert math.isnan(result["psnr_abnormal"]) and math.isnan(result["ssim_abnormal"])

@@ -1,0 +1,100 @@
+"""Every plot writes a readable, plausibly sized PNG for the shapes a run produces."""
+
+import cv2
+import numpy as np
+import pytest
+
+from evaluation import plots
+
+
+def _read_png(path):
+    assert path.suffix == ".png" and path.stat().st_size > 0
+    image = cv2.imread(str(path))
+    assert image is not None
+    return image
+
+
+@pytest.fixture
+def scored():
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 60 + [1] * 40)
+    return labels, rng.normal(size=100) + 1.5 * labels
+
+
+def _images(count: int, size: int = 32, channel_axis: bool = False, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(-1, 1, (count, size, size)).astype(np.float32)
+    reconstructions = np.clip(images + 0.1 * rng.normal(size=images.shape), -1, 1).astype(np.float32)
+    errors = np.abs(images - reconstructions)
+    if channel_axis:
+        images, reconstructions = images[..., None], reconstructions[..., None]
+    return images, reconstructions, errors
+
+
+def test_roc_writes_png(tmp_path, scored):
+    path = plots.plot_roc(*scored, tmp_path / "nested" / "roc.png", title="ROC phantom")
+    height, width = _read_png(path).shape[:2]
+    assert 300 < height < 1200 and 300 < width < 1200
+
+
+def test_roc_with_one_class_still_writes_png(tmp_path):
+    _read_png(plots.plot_roc(np.zeros(10), np.arange(10.0), tmp_path / "roc.png"))
+
+
+def test_f1_confidence_writes_png(tmp_path, scored):
+    path = plots.plot_f1_confidence(*scored, threshold=1.0, path=tmp_path / "f1.png")
+    assert _read_png(path).shape[1] > 300
+
+
+def test_f1_confidence_with_threshold_outside_score_range(tmp_path, scored):
+    _read_png(plots.plot_f1_confidence(*scored, threshold=100.0, path=str(tmp_path / "f1.png")))
+
+
+def test_score_histogram_writes_png(tmp_path, scored):
+    path = plots.plot_score_histogram(*scored, 1.0, tmp_path / "hist.png",
+                                      threshold_label="threshold (validation 95th pct)")
+    assert _read_png(path).shape[1] > 300
+
+
+@pytest.mark.parametrize("channel_axis", [False, True])
+def test_error_grid_without_masks(tmp_path, channel_axis):
+    images, reconstructions, errors = _images(12, channel_axis=channel_axis)
+    labels = np.array([0] * 6 + [1] * 6)
+    path = plots.plot_error_grid(images, reconstructions, errors, labels, errors.mean(axis=(1, 2)),
+                                 tmp_path / "grid.png")
+    height, width = _read_png(path).shape[:2]
+    assert height > width  # 8 rows of 4 columns
+
+
+def test_error_grid_with_masks_and_few_examples(tmp_path):
+    images, reconstructions, errors = _images(3, size=64)
+    masks = np.zeros((3, 64, 64), np.uint8)
+    masks[2, 20:40, 20:40] = 1
+    path = plots.plot_error_grid(images, reconstructions, errors, np.array([0, 0, 1]),
+                                 np.array([0.1, 0.2, 0.9]), tmp_path / "grid.png", masks=masks, per_class=4)
+    _read_png(path)
+
+
+def test_spread_by_score_spans_lowest_to_highest():
+    scores = np.array([5.0, 1.0, 3.0, 6.0, 2.0, 4.0, 0.0])
+    chosen = plots._spread_by_score(np.arange(7), scores, 3)
+    assert list(scores[chosen]) == [0.0, 3.0, 6.0]
+    assert len(plots._spread_by_score(np.arange(2), scores, 4)) == 2
+
+
+def test_loss_curves_reconstruction_phase_only(tmp_path):
+    history = [{"epoch": e, "phase": "reconstruction", "recon_loss": 1 / e, "mse": 0.5 / e,
+                "mae": 0.3 / e, "ssim_loss": 0.2, "perceptual": 2.0 / e} for e in range(1, 11)]
+    path = plots.plot_loss_curves(history, tmp_path / "loss.png")
+    assert _read_png(path).shape[1] > 600
+
+
+def test_loss_curves_both_phases_with_sparse_discriminator(tmp_path):
+    history = [{"epoch": e, "phase": "reconstruction", "recon_loss": 1 / e} for e in range(1, 6)]
+    for e in range(6, 21):
+        entry = {"epoch": e, "phase": "adversarial", "recon_loss": 0.2, "adv_loss": 0.7 + 0.01 * e}
+        if e % 5 == 0:
+            entry["d_loss"] = 1.3 - 0.02 * e
+        history.append(entry)
+    _read_png(plots.plot_loss_curves(history, tmp_path / "loss.png"))
+    assert plots._phase_spans(history) == [("reconstruction", 0.5, 5.5), ("adversarial", 5.5, 20.5)]
