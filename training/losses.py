@@ -26,14 +26,16 @@ def ssim(images, reconstructions):
 def build_perceptual_extractor(weights, image_size):
     """Frozen VGG16 up to PERCEPTUAL_LAYER, or None when weights == 'none'.
 
-    `weights` is 'imagenet' (Keras' normal download and cache), 'none', or a path to a
-    VGG16 (no-top) weights file. A failed download stops the run: silently dropping a fifth
+    `weights` is 'imagenet' (Keras' normal download and cache), 'none', a path to a VGG16
+    (no-top) weights file, or 'random' (untrained VGG16: only to measure its cost in benchmarks). A failed download stops the run: silently dropping a fifth
     of the paper's loss would make results incomparable.
     """
     if weights == "none":
         return None
     try:
-        vgg = keras.applications.VGG16(include_top=False, weights=weights, input_shape=(image_size, image_size, 3))
+        vgg = keras.applications.VGG16(
+            include_top=False, weights=None if weights == "random" else weights, input_shape=(image_size, image_size, 3)
+        )
     except Exception as error:  # download (URLError, HTTPError, OSError) or file errors
         raise PerceptualWeightsError(
             f"Could not load VGG16 weights '{weights}' for the perceptual loss ({type(error).__name__}: {error}). "
