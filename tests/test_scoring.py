@@ -1,0 +1,101 @@
+"""Anomaly scoring: no batch leakage, calibration, separation of planted anomalies, serialisation."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data.phantom import make_phantom
+from data.pipeline import image_dataset
+from data.protocols import paper_split
+from evaluation.evaluate import calibrate
+from evaluation.metrics import classification_metrics
+from evaluation.scoring import AnomalyScorer, build_detector, score_batches
+from models.improved_bigan import ImprovedBiGAN
+from models.layers import SqueezeExcite
+from training.losses import ReconstructionLoss
+
+
+def trained_tiny_model(config, images, epochs):
+    model = ImprovedBiGAN(config)
+    model.compile(keras.optimizers.Adam(3e-3, beta_1=0.5), keras.optimizers.Adam(3e-3, beta_1=0.5), ReconstructionLoss())
+    model.fit(images, epochs=epochs, batch_size=16, verbose=0)
+    return model
+
+
+def test_score_of_an_image_alone_equals_its_score_in_a_batch(tiny_config, fixed_batch):
+    detector = build_detector(trained_tiny_model(tiny_config, fixed_batch, epochs=2), 32)
+    batch_scores = np.asarray(detector(fixed_batch)["score"])
+    alone = [float(detector(fixed_batch[i:i + 1])["score"][0]) for i in range(len(fixed_batch))]
+    np.testing.assert_allclose(alone, batch_scores, rtol=1e-5, atol=1e-5)
+
+
+def test_scorer_outputs_for_perfect_and_noisy_reconstructions(fixed_batch):
+    scorer = AnomalyScorer()
+    rng = np.random.default_rng(1)
+    perfect = scorer(fixed_batch, fixed_batch)
+    noisy = scorer(fixed_batch, np.clip(fixed_batch + rng.normal(0, 0.3, fixed_batch.shape), -1, 1).astype("float32"))
+    assert np.allclose(perfect["ssim_error"], 0.0, atol=1e-5) and np.allclose(perfect["mse"], 0.0)
+    assert math.isinf(float(perfect["psnr"][0]))  # tf.image.psnr of a zero error
+    assert np.all(np.asarray(noisy["score"]) > np.asarray(perfect["score"]))
+    assert noisy["error_map"].shape == fixed_batch.shape[:3]
+    assert not np.any(perfect["is_anomalous"])  # threshold is +inf until calibrated
+
+
+def batches(images, size=8):
+    return tf.data.Dataset.from_tensor_slices(images).batch(size)
+
+
+def test_planted_anomalies_score_higher_after_training_on_normals(tiny_config):
+    """Train briefly on phantom normals, then plant bright squares in held-out normals."""
+    collection = make_phantom(96, 1, size=32, seed=3)
+    images = collection.images[collection.labels == 0][..., None].astype("float32") / 127.5 - 1.0
+    train, held_out = images[:72], images[72:]
+    detector = build_detector(trained_tiny_model(tiny_config, train, epochs=8), 32)
+    calibrate(detector, batches(train[:24]), quantile=0.95)
+    planted = held_out.copy()
+    planted[:, 10:20, 10:20, :] = 1.0
+    scores = np.concatenate([np.asarray(detector(held_out)["score"]), np.asarray(detector(planted)["score"])])
+    labels = np.repeat([0, 1], len(held_out))
+    assert classification_metrics(labels, scores, threshold=0.0)["auroc"] > 0.9
+
+
+def test_calibration_centres_validation_scores_and_sets_the_threshold(tiny_config):
+    collection = make_phantom(30, 6, size=32, seed=0)
+    split = paper_split(collection.labels, seed=0, validation_fraction=0.5)
+    validation = image_dataset(collection, split.validation, 32, 8)
+    detector = build_detector(ImprovedBiGAN(tiny_config), 32)
+    scores = calibrate(detector, validation, quantile=0.9)
+    recomputed = score_batches(detector, validation, keep=("score", "is_anomalous"))
+    np.testing.assert_allclose(recomputed["score"], scores, rtol=1e-5, atol=1e-6)
+    assert abs(float(np.mean(scores))) < 1e-4  # standardised terms have mean 0 on validation normals
+    threshold = float(detector.get_layer("anomaly_scorer").threshold.numpy())
+    assert threshold == pytest.approx(np.quantile(scores, 0.9), rel=1e-5)
+    np.testing.assert_array_equal(recomputed["is_anomalous"], scores >= threshold)
+
+
+@pytest.mark.parametrize("layer", [SqueezeExcite(ratio=2), AnomalyScorer()], ids=["SqueezeExcite", "AnomalyScorer"])
+def test_custom_layers_config_round_trip(layer):
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(restored) is type(layer) and restored.get_config() == layer.get_config()
+
+
+def test_squeeze_excite_rescales_channels_between_zero_and_one():
+    features = np.random.default_rng(0).uniform(0.1, 1.0, (2, 8, 8, 6)).astype("float32")
+    output = np.asarray(SqueezeExcite(ratio=2)(features))
+    ratio = output / features
+    assert output.shape == features.shape
+    assert np.all((ratio > 0) & (ratio < 1))
+    np.testing.assert_allclose(ratio, ratio[:, :1, :1, :] * np.ones_like(ratio), rtol=1e-5)  # one weight per channel
+
+
+def test_detector_with_calibration_reloads_with_safe_mode(tiny_config, fixed_batch, tmp_path):
+    detector = build_detector(trained_tiny_model(tiny_config, fixed_batch, epochs=1), 32)
+    calibrate(detector, batches(fixed_batch), quantile=0.5)
+    detector.save(tmp_path / "detector.keras")
+    restored = keras.saving.load_model(tmp_path / "detector.keras", safe_mode=True)
+    for name in ("score", "error_map", "reconstruction", "is_anomalous"):
+        np.testing.assert_allclose(np.asarray(restored(fixed_batch)[name]), np.asarray(detector(fixed_batch)[name]),
+                                   rtol=1e-5, atol=1e-6)
