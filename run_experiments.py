@@ -102,11 +102,11 @@ def run(args, model):
     preview_indices = np.concatenate([split.validation[:4], abnormal[:4]])
     preview = next(iter(image_dataset(collection, preview_indices, size, len(preview_indices))))
 
-    model = compiled_model(config)
+    network = compiled_model(config)
     set_state(run_dir, "running")
-    history = fit(model, train_ds, preview, config, run_dir, verbose="auto")
+    history = fit(network, train_ds, preview, config, run_dir, verbose=1 if sys.stdout.isatty() else 2)
 
-    detector = build_detector(model, size, config["architecture"]["channels"])
+    detector = build_detector(network, size, config["architecture"]["channels"])
     calibrate(detector, validation_ds, config["threshold_quantile"])
     threshold_label = f"threshold ({config['threshold_quantile']:.0%} quantile of validation normals)"
     metrics = evaluate(detector, collection, split.test, test_ds, run_dir, history, threshold_label)

@@ -18,14 +18,18 @@ def to_model_input(images, image_size):
     bilinear with antialiasing so large scans are not aliased when shrunk to 128x128.
     """
     images = tf.convert_to_tensor(images, tf.float32)
-    gray = tf.cond(
-        tf.shape(images)[-1] >= 3,
-        lambda: tf.image.rgb_to_grayscale(images[..., :3]),
-        lambda: images[..., :1],
-    )
-    gray = tf.ensure_shape(gray, [None] * (len(images.shape) - 1) + [1])
+    channels = images.shape[-1]
+    if channels is None:  # decoded files and the SavedModel signature: known only at run time
+        gray = tf.cond(tf.shape(images)[-1] >= 3, lambda: _grayscale(images), lambda: images[..., :1])
+        gray = tf.ensure_shape(gray, [None] * (len(images.shape) - 1) + [1])
+    else:
+        gray = _grayscale(images) if channels >= 3 else images[..., :1]
     resized = tf.image.resize(gray, (image_size, image_size), method="bilinear", antialias=True)
     return tf.clip_by_value(resized, 0.0, 1.0) * 2.0 - 1.0
+
+
+def _grayscale(images):
+    return tf.image.rgb_to_grayscale(images[..., :3])
 
 
 def decode_file(path):

@@ -43,6 +43,7 @@ def fit(model, train_ds, preview, config, run_dir, verbose=1):
             train_ds,
             epochs=schedule.total_epochs,
             initial_epoch=start_epoch,
+            shuffle=False,  # the tf.data pipeline shuffles
             verbose=verbose,
             callbacks=[
                 schedule,

@@ -1,0 +1,189 @@
+"""End to end through run_experiments.py: artefacts, export fidelity, resume, divergence, bad input."""
+
+import csv
+import json
+import pathlib
+import subprocess
+import sys
+
+import cv2
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import run_experiments
+from data.phantom import make_phantom
+from training.checkpoints import CheckpointEveryEpoch
+from training.profiles import PROFILES
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+METRIC_KEYS = {
+    "auroc", "average_precision", "accuracy", "precision", "recall", "f1", "specificity", "threshold",
+    "oracle_threshold", "oracle_accuracy", "psnr_normal", "psnr_abnormal", "ssim_normal", "ssim_abnormal",
+}
+PLOTS = {"roc.png", "f1_confidence.png", "score_histogram.png", "error_grid.png", "loss_curves.png"}
+
+
+def only_run(out):
+    runs = [path.parent for path in pathlib.Path(out).glob("*/*/*/config.json")]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def read_scores(run_dir):
+    with open(run_dir / "scores.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def phantom_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    assert run_experiments.main(["--dataset", "phantom", "--profile", "smoke", "--out", str(out)]) == 0
+    return only_run(out)
+
+
+def test_smoke_run_writes_every_artefact(phantom_run):
+    for name in ("config.json", "split.json", "metrics.json", "scores.csv", "history.json", "model.keras"):
+        assert (phantom_run / name).is_file(), name
+    assert PLOTS <= {path.name for path in (phantom_run / "plots").glob("*.png")}
+    assert all(cv2.imread(str(path)) is not None for path in (phantom_run / "plots").glob("*.png"))
+    assert list((phantom_run / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((phantom_run / "checkpoints").glob("ckpt-*.index"))
+    assert (phantom_run / "saved_model" / "saved_model.pb").is_file()
+    assert json.loads((phantom_run / "run_state.json").read_text())["status"] == "finished"
+
+    config = json.loads((phantom_run / "config.json").read_text())
+    assert config["profile"] == "smoke" and config["perceptual_weights"] == "none"
+    assert config["architecture"]["image_size"] == 32
+    metrics = json.loads((phantom_run / "metrics.json").read_text())
+    assert METRIC_KEYS | {"pixel_auroc"} <= set(metrics)
+    assert 0.0 <= metrics["auroc"] <= 1.0 and 0.0 <= metrics["pixel_auroc"] <= 1.0
+
+    split = json.loads((phantom_run / "split.json").read_text())
+    rows = read_scores(phantom_run)
+    assert [row["path"] for row in rows] == [entry["path"] for entry in split["test"]]
+    assert {"path", "label", "score", "mse", "ssim_error"} <= set(rows[0])
+    history = json.loads((phantom_run / "history.json").read_text())
+    assert [record["phase"] for record in history] == ["reconstruction", "adversarial"]
+    assert "d_loss" in history[1]
+
+
+def test_split_is_the_paper_protocol(phantom_run):
+    split = json.loads((phantom_run / "split.json").read_text())
+    parts = {name: {entry["path"] for entry in split[name]} for name in ("train", "validation", "test")}
+    assert not (parts["train"] & parts["validation"] or parts["train"] & parts["test"] or parts["validation"] & parts["test"])
+    assert all(entry["label"] == 0 for name in ("train", "validation") for entry in split[name])
+    smoke = PROFILES["smoke"]
+    assert sum(entry["label"] for entry in split["test"]) == smoke["phantom_abnormals"]
+    assert len(parts["train"]) + len(parts["validation"]) + len(split["test"]) == (
+        smoke["phantom_normals"] + smoke["phantom_abnormals"]
+    )
+
+
+def test_saved_model_alone_reproduces_scores_csv(phantom_run):
+    serving = tf.saved_model.load(str(phantom_run / "saved_model")).signatures["serving_default"]
+    smoke = PROFILES["smoke"]
+    collection = make_phantom(smoke["phantom_normals"], smoke["phantom_abnormals"], seed=0)
+    index = {identifier: position for position, identifier in enumerate(collection.ids)}
+    rows = read_scores(phantom_run)
+    images = np.stack([collection.images[index[row["path"]]] for row in rows])[..., None]
+    outputs = serving(images=tf.constant(images))
+    np.testing.assert_allclose(outputs["score"].numpy(), [float(row["score"]) for row in rows], rtol=1e-3, atol=1e-4)
+    assert outputs["error_map"].shape == (len(rows), 32, 32)
+    assert outputs["reconstruction"].shape == (len(rows), 32, 32)
+    threshold = json.loads((phantom_run / "metrics.json").read_text())["threshold"]
+    np.testing.assert_array_equal(outputs["is_anomalous"].numpy(), outputs["score"].numpy() >= threshold)
+
+    # Any size and channel count: grey replicated to RGB / RGBA scores like the grey image.
+    rgb = np.repeat(images[:3], 3, axis=-1)
+    rgba = np.concatenate([rgb, np.full_like(images[:3], 255)], axis=-1)
+    for variant in (rgb, rgba):
+        np.testing.assert_allclose(serving(images=tf.constant(variant))["score"].numpy(),
+                                   outputs["score"].numpy()[:3], rtol=1e-2, atol=1e-2)
+    odd = serving(images=tf.constant(cv2.resize(images[0], (77, 53))[None, :, :, None]))
+    assert odd["score"].shape == (1,)
+
+
+def test_model_keras_loads_with_safe_mode_and_scores_the_same(phantom_run):
+    detector = keras.saving.load_model(phantom_run / "model.keras", safe_mode=True)
+    serving = tf.saved_model.load(str(phantom_run / "saved_model")).signatures["serving_float"]
+    images = make_phantom(2, 2, seed=5).images[..., None].astype("float32") / 255.0
+    from data.pipeline import to_model_input
+
+    np.testing.assert_allclose(detector(to_model_input(images, 32))["score"], serving(images=tf.constant(images))["score"],
+                               rtol=1e-5, atol=1e-5)
+
+
+def write_image_folders(root):
+    """Small normal/abnormal folders of real files (PNG and JPEG, L and RGB) plus a corrupt one."""
+    collection = make_phantom(24, 8, size=48, seed=1)
+    for position, (image, label) in enumerate(zip(collection.images, collection.labels)):
+        folder = root / ("abnormal" if label else "normal")
+        folder.mkdir(parents=True, exist_ok=True)
+        if position % 3 == 0:
+            cv2.imwrite(str(folder / f"{position}.jpg"), cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
+        else:
+            cv2.imwrite(str(folder / f"{position}.png"), image)
+    (root / "normal" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    return root / "normal", root / "abnormal"
+
+
+def test_folder_dataset_export_reproduces_scores_from_files(tmp_path):
+    normal, abnormal = write_image_folders(tmp_path / "images")
+    out = tmp_path / "runs"
+    code = run_experiments.main(["--dataset", "folder", "--normal-dir", str(normal), "--abnormal-dir", str(abnormal),
+                                 "--profile", "smoke", "--out", str(out)])
+    assert code == 0
+    run_dir = only_run(out)
+    split = json.loads((run_dir / "split.json").read_text())
+    assert [pathlib.Path(entry["path"]).name for entry in split["skipped"]] == ["broken.png"]
+    serving = tf.saved_model.load(str(run_dir / "saved_model")).signatures["serving_default"]
+    for row in read_scores(run_dir):
+        image = tf.io.decode_image(tf.io.read_file(row["path"]), channels=0, expand_animations=False)
+        score = float(serving(images=image[None])["score"][0])
+        assert score == pytest.approx(float(row["score"]), rel=1e-3, abs=1e-4), row["path"]
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path, monkeypatch):
+    out = tmp_path / "runs"
+    args = ["--dataset", "phantom", "--profile", "smoke", "--epochs-recon", "2", "--epochs-adv", "2", "--out", str(out)]
+    save = CheckpointEveryEpoch.on_epoch_end
+
+    def interrupt_after_second_epoch(self, epoch, logs=None):
+        save(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(CheckpointEveryEpoch, "on_epoch_end", interrupt_after_second_epoch)
+    assert run_experiments.main(args) == run_experiments.EXIT_INTERRUPTED
+    run_dir = only_run(out)
+    assert json.loads((run_dir / "run_state.json").read_text())["status"] == "running"
+    monkeypatch.setattr(CheckpointEveryEpoch, "on_epoch_end", save)
+
+    assert run_experiments.main(args + ["--resume"]) == 0
+    assert only_run(out) == run_dir
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [record["epoch"] for record in history] == [1, 2, 3, 4]
+    assert [record["phase"] for record in history] == ["reconstruction"] * 2 + ["adversarial"] * 2
+    assert json.loads((run_dir / "run_state.json").read_text())["status"] == "finished"
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "run_experiments.py", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_missing_data_dir_exits_nonzero_without_traceback(tmp_path):
+    result = run_cli("--dataset", "brain_mri", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "yes/" in result.stderr and "no/" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_models_not_yet_available_say_so(capsys):
+    assert run_experiments.main(["--model", "ganomaly"]) == 2
+    assert "not available yet" in capsys.readouterr().err
+    assert run_experiments.main(["--model", "nonsense"]) == 2
+    assert "Unknown model" in capsys.readouterr().err
