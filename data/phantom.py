@@ -20,9 +20,9 @@ _LABELS = {0: "normal", 1: "abnormal"}
 # Lesion radius range in pixels at 128x128; scaled with the image size.
 _LESION_RADIUS_128 = (2.5, 20.0)
 _MIN_LESION_RADIUS = 1.5
-# Lesion contrast: relative intensity change (x1.05 .. x2 brighter or /1.05 .. /2 darker),
-# log-uniform so subtle and strong lesions are equally common.
-_LESION_CONTRAST = (0.05, 2.0)
+# Lesion contrast: relative intensity change, x1.05 .. x4 brighter or /1.05 .. /4 darker,
+# log-uniform so that subtle and strong lesions are equally common.
+_LESION_CONTRAST = (0.05, 3.0)
 _SECOND_LESION_PROBABILITY = 0.25
 
 
@@ -70,13 +70,14 @@ def render_slice(seed: int, label: int, index: int, size: int = 128, with_lesion
 
 
 def _anatomy(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Lesion-free slice in [0, 1] before bias and noise, its soft brain mask, and an intensity scale."""
+    """Lesion-free slice in [0, 1] before bias and noise, its soft brain mask, an intensity scale."""
     pixel = 2.0 / size
     grid = (np.arange(size, dtype=np.float32) + 0.5) * pixel - 1.0
     x, y = np.meshgrid(grid, grid)
     # Head pose and shape: offset, small rotation, taller than wide, a slightly uneven outline.
-    u, v = _rotate(x - rng.uniform(-0.04, 0.04), y - rng.uniform(-0.04, 0.04), rng.uniform(-0.15, 0.15))
-    half_width, half_height = rng.uniform(0.55, 0.66), rng.uniform(0.72, 0.8)
+    offset_x, offset_y = rng.uniform(-0.02, 0.02), rng.uniform(-0.02, 0.02)
+    u, v = _rotate(x - offset_x, y - offset_y, rng.uniform(-0.08, 0.08))
+    half_width, half_height = rng.uniform(0.57, 0.64), rng.uniform(0.74, 0.79)
     radius, theta = cv2.cartToPolar(u / half_width, v / half_height)  # ~4x faster than numpy
     outline = 1.0 + sum(
         rng.uniform(0, 0.03) * np.cos(k * theta + rng.uniform(0, 2 * np.pi)) for k in (2, 3, 4)
@@ -102,7 +103,7 @@ def _anatomy(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarra
 
     # Lateral ventricles: two crescents either side of the midline, closer at the front, and
     # the interhemispheric fissure as a dark line along the midline.
-    ventricle_scale = rng.uniform(0.6, 1.4)
+    ventricle_scale = rng.uniform(0.7, 1.3)
     tilt = rng.uniform(0.1, 0.35)
     ventricles = np.zeros_like(x)
     for side in (-1, 1):
@@ -120,7 +121,7 @@ def _anatomy(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarra
     tissue = white * (1 - grey) + grey_level * grey
     tissue *= 1 + 0.04 * _smooth_noise(rng, size, size / 60)
     tissue = tissue * (1 - csf) + rng.uniform(0.05, 0.12) * csf
-    return brain * tissue + skull, brain, rng.uniform(0.8, 1.05)
+    return brain * tissue + skull, brain, rng.uniform(0.85, 1.0)
 
 
 def _lesion_weight(rng: np.random.Generator, brain: np.ndarray, size: int) -> np.ndarray:

@@ -59,7 +59,7 @@ class DatasetError(Exception):
 
 
 def resolve_data_dir(dataset: str, data_dir: str | None) -> pathlib.Path | None:
-    """--data-dir if given, else $BIGAN_DATA_DIR/<dataset> if it exists, else ./datasets/<dataset> if it exists."""
+    """--data-dir if given, else $BIGAN_DATA_DIR/<dataset>, else ./datasets/<dataset>, whichever exists."""
     if data_dir:
         return pathlib.Path(data_dir)
     candidates = [pathlib.Path.cwd() / "datasets" / dataset]
