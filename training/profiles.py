@@ -24,7 +24,7 @@ PROFILES = {
         "perceptual_weights": "imagenet", "phantom_normals": 500, "phantom_abnormals": 150,
     },
     "quick": {
-        "preset": "quick", "epochs_recon": 20, "epochs_adv": 10, "batch_size": 32, "lr": 1e-3,
+        "preset": "quick", "epochs_recon": 40, "epochs_adv": 10, "batch_size": 32, "lr": 1e-3,
         "perceptual_weights": "none", "phantom_normals": 500, "phantom_abnormals": 150,
     },
     "smoke": {
