@@ -32,6 +32,20 @@ from training.trainer import compiled_model, fit  # noqa: E402
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 
 
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Train on normal images only, then score, evaluate and export an anomaly detector.",
@@ -45,11 +59,11 @@ def parse_args(argv=None):
     parser.add_argument("--abnormal-dir", help="--dataset folder: folder of abnormal images")
     parser.add_argument("--profile", default="quick", choices=sorted(PROFILES),
                         help="paper = the paper's full schedule; quick = minutes on a CPU; smoke = seconds")
-    parser.add_argument("--epochs-recon", type=int, help="phase-1 (reconstruction-only) epochs")
-    parser.add_argument("--epochs-adv", type=int, help="phase-2 (adversarial) epochs")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--image-size", type=int, help="square input size (paper: 128)")
-    parser.add_argument("--latent-dim", type=int)
+    parser.add_argument("--epochs-recon", type=non_negative_int, help="phase-1 (reconstruction-only) epochs")
+    parser.add_argument("--epochs-adv", type=non_negative_int, help="phase-2 (adversarial) epochs")
+    parser.add_argument("--batch-size", type=positive_int)
+    parser.add_argument("--image-size", type=positive_int, help="square input size (paper: 128)")
+    parser.add_argument("--latent-dim", type=positive_int)
     parser.add_argument("--lr", type=float, help="Adam learning rate for all networks")
     parser.add_argument("--perceptual-weights", help="VGG16 weights for the perceptual loss: imagenet | none | PATH")
     parser.add_argument("--seed", type=int, default=0)
