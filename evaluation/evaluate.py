@@ -6,6 +6,7 @@ import json
 import numpy as np
 import tensorflow as tf
 
+from data.pipeline import image_dataset
 from evaluation import plots
 from evaluation.metrics import (
     classification_metrics, oracle_threshold, pixel_auroc, reconstruction_quality, validation_threshold,
@@ -50,8 +51,8 @@ def evaluate(detector, collection, test_indices, test_ds, run_dir, history, thre
 
     _write_scores(run_dir / "scores.csv", [collection.ids[i] for i in test_indices], labels, outputs)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    _write_plots(detector, run_dir / "plots", labels, scores, threshold, threshold_label, test_ds, masks, history,
-                 per_class)
+    _write_plots(detector, run_dir / "plots", collection, test_indices, scores, threshold, threshold_label, masks,
+                 history, per_class)
     return metrics
 
 
@@ -63,15 +64,17 @@ def _write_scores(path, ids, labels, outputs):
             writer.writerow([identifier, int(label), *(f"{outputs[name][row]:.8g}" for name in SCORE_COLUMNS)])
 
 
-def _write_plots(detector, directory, labels, scores, threshold, threshold_label, test_ds, masks, history, per_class):
+def _write_plots(detector, directory, collection, test_indices, scores, threshold, threshold_label, masks, history,
+                 per_class):
+    labels = collection.labels[test_indices]
     plots.plot_roc(labels, scores, directory / "roc.png", title="ROC (test set)")
     plots.plot_f1_confidence(labels, scores, threshold, directory / "f1_confidence.png")
     plots.plot_score_histogram(labels, scores, threshold, directory / "score_histogram.png",
                                threshold_label=threshold_label)
     chosen = np.sort(plots.select_examples(labels, scores, per_class))
     if len(chosen):
-        wanted = set(chosen.tolist())
-        images = np.stack([x for i, x in enumerate(test_ds.unbatch().as_numpy_iterator()) if i in wanted])
+        # Decode only the chosen examples, not the whole test set again.
+        images = next(iter(image_dataset(collection, test_indices[chosen], detector.input_shape[1], len(chosen))))
         outputs = detector(images, training=False)
         plots.plot_error_grid(
             images, np.asarray(outputs["reconstruction"]), np.asarray(outputs["error_map"]),

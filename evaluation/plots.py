@@ -27,7 +27,7 @@ FIGSIZE = (6.0, 4.5)
 NORMAL_COLOUR = "tab:blue"
 ABNORMAL_COLOUR = "tab:orange"
 THRESHOLD_COLOUR = "black"
-MASK_COLOUR_BGR = (0, 255, 0)
+MASK_COLOUR_RGB = (0, 255, 0)
 # Pale, line-free colours so phase shading never reads as a loss curve.
 PHASE_COLOURS = ("lightgrey", "navajowhite", "lightcyan", "thistle")
 # Legends go below the axes: inside, they hide curves wherever the data happens to put them.
@@ -152,19 +152,19 @@ def error_heatmap(error_maps, vmax) -> np.ndarray:
     return cv2.cvtColor(heat, cv2.COLOR_BGR2RGB).reshape(*error_maps.shape, 3)
 
 
-def _to_bgr(image: np.ndarray) -> np.ndarray:
+def _to_rgb(image: np.ndarray) -> np.ndarray:
     grey = np.clip((image + 1.0) * 127.5, 0, 255).astype(np.uint8)
-    return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
 
 
 def _grid_row(image, error_map, error_scale, mask) -> tuple[np.ndarray, np.ndarray]:
     """Heat map (RGB) of the error on the shared scale and its overlay on the input, mask outlined."""
-    heat = cv2.cvtColor(error_heatmap(error_map, error_scale), cv2.COLOR_RGB2BGR)
-    overlay = cv2.addWeighted(_to_bgr(image), 0.5, heat, 0.5, 0)
+    heat = error_heatmap(error_map, error_scale)
+    overlay = cv2.addWeighted(_to_rgb(image), 0.5, heat, 0.5, 0)
     if mask is not None:
         contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        cv2.drawContours(overlay, contours, -1, MASK_COLOUR_BGR, max(1, image.shape[0] // 64))
-    return cv2.cvtColor(heat, cv2.COLOR_BGR2RGB), cv2.cvtColor(overlay, cv2.COLOR_BGR2RGB)
+        cv2.drawContours(overlay, contours, -1, MASK_COLOUR_RGB, max(1, image.shape[0] // 64))
+    return heat, overlay
 
 
 def plot_error_grid(images, reconstructions, error_maps, labels, scores, path, masks=None, per_class=4) -> Path:
