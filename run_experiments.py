@@ -19,13 +19,13 @@ from data.protocols import paper_split, split_from_json, write_split  # noqa: E4
 from data.sources import DATASET_NAMES, DatasetError, load_dataset  # noqa: E402
 from evaluation.evaluate import calibrate, evaluate  # noqa: E402
 from evaluation.export import export_saved_model  # noqa: E402
-from evaluation.report import summary_table, write_tensorboard_results  # noqa: E402
+from evaluation.report import summary_table, write_report, write_tensorboard_results  # noqa: E402
 from evaluation.scoring import build_detector  # noqa: E402
 from models.config import ConfigError  # noqa: E402
 from models.registry import MODEL_NAMES, ModelNotAvailableError, check_model_name  # noqa: E402
 from training.callbacks import TrainingDivergedError  # noqa: E402
 from training.losses import PerceptualWeightsError  # noqa: E402
-from training.profiles import OVERRIDABLE, PROFILES, resolve_config  # noqa: E402
+from training.profiles import OVERRIDABLE, PROFILE_NAMES, resolve_config  # noqa: E402
 from training.runs import latest_unfinished_run, new_run_dir, set_state  # noqa: E402
 from training.trainer import compiled_model, fit  # noqa: E402
 
@@ -46,6 +46,16 @@ def non_negative_int(text):
     return value
 
 
+def seed_list(text):
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("needs at least one seed")
+    return seeds
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Train on normal images only, then score, evaluate and export an anomaly detector.",
@@ -57,16 +67,18 @@ def parse_args(argv=None):
     parser.add_argument("--data-dir", help="dataset folder (default: $BIGAN_DATA_DIR/<dataset>, then ./datasets/<dataset>)")
     parser.add_argument("--normal-dir", help="--dataset folder: folder of normal images")
     parser.add_argument("--abnormal-dir", help="--dataset folder: folder of abnormal images")
-    parser.add_argument("--profile", default="quick", choices=sorted(PROFILES),
+    parser.add_argument("--profile", default="quick", choices=PROFILE_NAMES,
                         help="paper = the paper's full schedule; quick = minutes on a CPU; smoke = seconds")
-    parser.add_argument("--epochs-recon", type=non_negative_int, help="phase-1 (reconstruction-only) epochs")
-    parser.add_argument("--epochs-adv", type=non_negative_int, help="phase-2 (adversarial) epochs")
+    parser.add_argument("--epochs", type=positive_int, help="training epochs of single-phase models (cae_d_gan)")
+    parser.add_argument("--epochs-recon", type=non_negative_int, help="improved_bigan: phase-1 (reconstruction-only) epochs")
+    parser.add_argument("--epochs-adv", type=non_negative_int, help="improved_bigan: phase-2 (adversarial) epochs")
     parser.add_argument("--batch-size", type=positive_int)
     parser.add_argument("--image-size", type=positive_int, help="square input size (paper: 128)")
     parser.add_argument("--latent-dim", type=positive_int)
     parser.add_argument("--lr", type=float, help="Adam learning rate for all networks")
     parser.add_argument("--perceptual-weights", help="VGG16 weights for the perceptual loss: imagenet | none | PATH")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=seed_list, help="comma-separated seeds, e.g. 0,1,2: one run each, then mean ± std in report.md")
     parser.add_argument("--out", default="runs", help="root of run directories")
     parser.add_argument("--resume", action="store_true", help="continue the latest unfinished run of this model/dataset")
     return parser.parse_args(argv)
@@ -79,10 +91,10 @@ def model_names(value):
     return names
 
 
-def run(args, model):
-    """One model on one dataset: data -> split -> train -> calibrate -> evaluate -> export. Returns the run dir."""
+def run(args, model, seed):
+    """One model, one seed: data -> split -> train -> calibrate -> evaluate -> export. Returns (config, metrics, run dir)."""
     overrides = {key: getattr(args, key) for key in OVERRIDABLE}
-    config = resolve_config(model, args.dataset, args.profile, seed=args.seed, category=args.category, **overrides)
+    config = resolve_config(model, args.dataset, args.profile, seed=seed, category=args.category, **overrides)
     run_dir = latest_unfinished_run(args.out, config) if args.resume else None
     if run_dir is not None:
         config = json.loads((run_dir / "config.json").read_text())
@@ -111,7 +123,6 @@ def run(args, model):
     size, batch = config["architecture"]["image_size"], config["batch_size"]
     train_ds = image_dataset(collection, split.train, size, batch, training=True, seed=config["seed"])
     validation_ds = image_dataset(collection, split.validation, size, batch)
-    test_ds = image_dataset(collection, split.test, size, batch)
     abnormal = split.test[collection.labels[split.test] == 1]
     preview_indices = np.concatenate([split.validation[:4], abnormal[:4]])
     preview = next(iter(image_dataset(collection, preview_indices, size, len(preview_indices))))
@@ -120,27 +131,29 @@ def run(args, model):
     set_state(run_dir, "running")
     history = fit(network, train_ds, preview, config, run_dir, verbose=1 if sys.stdout.isatty() else 2)
 
-    detector = build_detector(network, size, config["architecture"]["channels"])
+    detector = build_detector(network, size, config["architecture"]["channels"], config["score_weights"])
     calibrate(detector, validation_ds, config["threshold_quantile"])
     threshold_label = f"threshold ({config['threshold_quantile']:.0%} quantile of validation normals)"
-    metrics = evaluate(detector, collection, split.test, test_ds, run_dir, history, threshold_label)
+    metrics = evaluate(detector, collection, split, batch, run_dir, history, threshold_label)
     write_tensorboard_results(run_dir / "tensorboard", metrics, run_dir / "plots" / "roc.png", len(history))
     detector.save(run_dir / "model.keras")
     export_saved_model(detector, run_dir / "saved_model", size)
     set_state(run_dir, "finished")
 
-    print(f"\n{model} on {args.dataset} (profile {config['profile']}, perceptual loss: "
-          f"{config['perceptual_weights']}), {len(history)} epochs:")
+    print(f"\n{model} on {args.dataset} (profile {config['profile']}, seed {config['seed']}), {len(history)} epochs:")
     print(summary_table(metrics, config))
     print(f"\nEverything is in {run_dir}  (tensorboard --logdir {args.out})")
-    return run_dir
+    return config, metrics, run_dir
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        for model in model_names(args.model):
-            run(args, model)
+        models = model_names(args.model)
+        results = [run(args, model, seed) for model in models for seed in (args.seeds or [args.seed])]
+        if len(results) > 1:
+            report = write_report(results, args.out)
+            print(f"\nReport over {len(results)} runs: {report}.md and {report}.csv")
     except (DatasetError, ModelNotAvailableError, PerceptualWeightsError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE

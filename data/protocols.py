@@ -22,6 +22,7 @@ class Split:
     train: np.ndarray  # indices into the collection: training normals (never validation)
     validation: np.ndarray  # held-out training normals: normalisation + default threshold
     test: np.ndarray  # test normals + all abnormals
+    test_sets: dict = dataclasses.field(default_factory=dict)  # named test sets (CAE-D-GAN protocol)
 
 
 def paper_split(

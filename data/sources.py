@@ -45,9 +45,18 @@ class ImageCollection:
     images: np.ndarray | None = None  # uint8 [N, H, W] for in-memory sources; None for files
     masks: np.ndarray | None = None  # uint8 [N, H, W] in {0, 1} where known; None otherwise
     skipped: list[dict] = dataclasses.field(default_factory=list)  # [{"path", "reason"}]
+    classes: list[str] | None = None  # per image: the original class / defect name
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def masks_for(self, indices, size):
+        """uint8 {0, 1} [len(indices), size, size] ground-truth masks, or None without masks."""
+        if self.masks is None:
+            return None
+        import tensorflow as tf
+
+        return tf.image.resize(self.masks[indices][..., None], (size, size), method="nearest").numpy()[..., 0]
 
 
 class DatasetError(Exception):

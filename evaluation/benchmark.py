@@ -1,9 +1,11 @@
 """Training and inference throughput (images/s) and peak memory of a model at a given size.
 
     python -m evaluation.benchmark --model improved_bigan --preset paper --batch-size 32
+    python -m evaluation.benchmark --model cae_d_gan --preset quick --image-size 64
 
-Synthetic batches, so the numbers measure the model, not the disk; the first epoch of each
-mode (graph tracing) is excluded from the timing.
+Synthetic batches, so the numbers measure the model, not the disk. Each training mode of the
+model's schedule (e.g. the Improved BiGAN's phase 1, and phase 2 with and without the
+discriminator) is timed separately; the first epoch of each (graph tracing) is excluded.
 """
 
 import argparse
@@ -18,16 +20,9 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from evaluation.scoring import build_detector  # noqa: E402
-from models.config import IMPROVED_BIGAN_PRESETS  # noqa: E402
+from models.registry import architecture  # noqa: E402
 from training.profiles import resolve_config  # noqa: E402
 from training.trainer import compiled_model  # noqa: E402
-
-TRAINING_MODES = {  # name: (adversarial, train_discriminator)
-    "phase1_reconstruction": (False, False),
-    "phase2_with_discriminator": (True, True),
-    "phase2_without_discriminator": (True, False),
-}
-
 
 class _EpochTimer(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
@@ -45,20 +40,22 @@ def peak_memory_mb():
 
 
 def benchmark(model_name, preset, batch_size, image_size, steps, perceptual_weights):
-    config = resolve_config(model_name, "phantom", "paper", batch_size=batch_size, image_size=image_size,
-                            perceptual_weights=perceptual_weights)
-    config["architecture"] = {**IMPROVED_BIGAN_PRESETS[preset], "image_size": image_size}
+    overrides = {"perceptual_weights": perceptual_weights} if perceptual_weights else {}
+    config = resolve_config(model_name, "phantom", "paper", batch_size=batch_size, **overrides)
+    config["architecture"] = architecture(model_name, preset, image_size=image_size)
     model = compiled_model(config)
+    schedule = model.make_schedule(config)
+    schedule.set_model(model)
     batch = tf.random.uniform((batch_size, image_size, image_size, 1), -1.0, 1.0)
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
     results = {"model": model_name, "preset": preset, "batch_size": batch_size, "image_size": image_size,
-               "perceptual_weights": perceptual_weights, "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU"}
-    for mode, (adversarial, train_discriminator) in TRAINING_MODES.items():
-        model.set_phase(adversarial, train_discriminator)
+               "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU", **overrides}
+    for mode, epoch in schedule.representative_epochs().items():
+        schedule.on_epoch_begin(epoch)
         timer = _EpochTimer()
         model.fit(dataset, epochs=2, steps_per_epoch=steps, verbose=0, callbacks=[timer])
         results[f"train_{mode}_images_per_s"] = steps * batch_size / timer.seconds
-    detector = build_detector(model, image_size)
+    detector = build_detector(model, image_size, score_weights=config["score_weights"])
 
     @tf.function
     def infer(images):
@@ -76,12 +73,14 @@ def benchmark(model_name, preset, batch_size, image_size, steps, perceptual_weig
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="improved_bigan")
-    parser.add_argument("--preset", default="paper", choices=sorted(IMPROVED_BIGAN_PRESETS))
+    parser.add_argument("--preset", default="paper", help="architecture preset: paper | quick | tiny")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per mode (after one warm-up epoch)")
-    parser.add_argument("--perceptual-weights", default="none", help="'none' measures the networks alone; 'random' adds the cost of the VGG16 perceptual loss")
+    parser.add_argument("--perceptual-weights", help="improved_bigan: 'none' (default) measures the networks alone; 'random' adds the cost of the VGG16 perceptual loss")
     args = parser.parse_args(argv)
+    if args.model == "improved_bigan" and args.perceptual_weights is None:
+        args.perceptual_weights = "none"
     results = benchmark(args.model, args.preset, args.batch_size, args.image_size, args.steps, args.perceptual_weights)
     for name, value in results.items():
         print(f"{name:40s} {value:.1f}" if isinstance(value, float) else f"{name:40s} {value}")

@@ -1,67 +1,104 @@
-"""Calibrate on validation normals, score the test set, and write metrics, scores and plots."""
+"""Calibrate on validation normals, score the test sets, and write metrics, scores and plots."""
 
 import csv
 import json
 
 import numpy as np
-import tensorflow as tf
+from sklearn.metrics import roc_auc_score
 
 from data.pipeline import image_dataset
 from evaluation import plots
 from evaluation.metrics import (
     classification_metrics, oracle_threshold, pixel_auroc, reconstruction_quality, validation_threshold,
 )
-from evaluation.scoring import score_batches
+from evaluation.scoring import module_scorers, score_batches
 
 SCORE_COLUMNS = ("score", "mse", "ssim_error", "psnr")
+_RAW_TERMS = ("mse", "ssim_error")
 
 
 def calibrate(detector, validation_ds, quantile):
-    """Fix score normalisation and the default threshold from validation normals only (SPEC §4).
+    """Fix every module's score normalisation and the default threshold from validation normals only (SPEC §4).
 
     Returns the validation scores; the threshold is their `quantile` and is stored in the
     detector, so exports flag exactly what evaluation flags.
     """
-    scorer = detector.get_layer("anomaly_scorer")
-    raw = score_batches(detector, validation_ds, keep=("mse", "ssim_error"))
-    scorer.calibrate(raw["mse"], raw["ssim_error"])
+    scorers = module_scorers(detector)
+    raw = score_batches(detector, validation_ds, keep=[prefix + term for _, prefix in scorers.values() for term in _RAW_TERMS])
+    for scorer, prefix in scorers.values():
+        scorer.calibrate({term: raw[prefix + term] for term in _RAW_TERMS})
     scores = score_batches(detector, validation_ds, keep=("score",))["score"]
-    scorer.threshold.assign(validation_threshold(scores, quantile))
+    detector.get_layer("score_combiner").threshold.assign(validation_threshold(scores, quantile))
     return scores
 
 
-def evaluate(detector, collection, test_indices, test_ds, run_dir, history, threshold_label, per_class=4):
-    """Score the test set; write scores.csv, metrics.json and plots/; return the flat metrics dict."""
-    labels = collection.labels[test_indices]
-    has_masks = collection.masks is not None
-    outputs = score_batches(detector, test_ds, keep=SCORE_COLUMNS + (("error_map",) if has_masks else ()))
-    scores = outputs["score"]
-    threshold = float(detector.get_layer("anomaly_scorer").threshold.numpy())
+def evaluate(detector, collection, split, batch_size, run_dir, history, threshold_label, per_class=4):
+    """Score every test set of the split; write scores.csv, metrics.json and plots/; return the metrics.
 
-    metrics = classification_metrics(labels, scores, threshold)
-    metrics["oracle_threshold"], metrics["oracle_accuracy"] = oracle_threshold(labels, scores)
-    metrics.update(reconstruction_quality(outputs["psnr"], 1.0 - outputs["ssim_error"], labels))
-    masks = None
-    if has_masks:
-        size = outputs["error_map"].shape[1:3]
-        masks = tf.image.resize(collection.masks[test_indices][..., None], size, method="nearest").numpy()[..., 0]
+    Flat keys describe split.test (for the CAE-D-GAN protocol its 100% set); `test_sets` holds the
+    same metrics for each named test set, `module_auroc` each cascade module's AUROC, and
+    `per_defect` each abnormal class's AUROC against the test normals.
+    """
+    size = detector.input_shape[1]
+    test = split.test
+    module_columns = [prefix + "score" for _, prefix in module_scorers(detector).values() if prefix]
+    masks = collection.masks_for(test, size)  # error maps are kept only where there is ground truth
+    keep = SCORE_COLUMNS + tuple(module_columns) + (("error_map",) if masks is not None else ())
+    outputs = score_batches(detector, image_dataset(collection, test, size, batch_size), keep=keep)
+    labels = collection.labels[test]
+    threshold = float(detector.get_layer("score_combiner").threshold.numpy())
+
+    metrics = _test_set_metrics(labels, outputs, threshold, module_columns)
+    if masks is not None:
         metrics["pixel_auroc"] = pixel_auroc(masks, outputs["error_map"])
-    metrics["n_test_normal"] = int((labels == 0).sum())
-    metrics["n_test_abnormal"] = int((labels == 1).sum())
+    if collection.classes is not None:
+        metrics["per_defect"] = _per_class_auroc([collection.classes[i] for i in test], labels, outputs["score"])
+    if split.test_sets:
+        metrics["test_sets"] = {
+            name: _test_set_metrics(labels[subset], {k: v[subset] for k, v in outputs.items()}, threshold, module_columns)
+            for name, subset in ((name, np.isin(test, indices)) for name, indices in split.test_sets.items())
+        }
 
-    _write_scores(run_dir / "scores.csv", [collection.ids[i] for i in test_indices], labels, outputs)
+    _write_scores(run_dir / "scores.csv", [collection.ids[i] for i in test], labels, outputs, module_columns)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    _write_plots(detector, run_dir / "plots", collection, test_indices, scores, threshold, threshold_label, masks,
+    _write_plots(detector, run_dir / "plots", collection, test, outputs["score"], threshold, threshold_label, masks,
                  history, per_class)
     return metrics
 
 
-def _write_scores(path, ids, labels, outputs):
+def _test_set_metrics(labels, outputs, threshold, module_columns):
+    metrics = classification_metrics(labels, outputs["score"], threshold)
+    metrics["oracle_threshold"], metrics["oracle_accuracy"] = oracle_threshold(labels, outputs["score"])
+    metrics.update(reconstruction_quality(outputs["psnr"], 1.0 - outputs["ssim_error"], labels))
+    if module_columns:
+        metrics["module_auroc"] = {
+            column.removesuffix("_score"): _auroc(labels, outputs[column]) for column in module_columns
+        }
+    metrics["n_test_normal"] = int((labels == 0).sum())
+    metrics["n_test_abnormal"] = int((labels == 1).sum())
+    return metrics
+
+
+def _auroc(labels, scores):
+    return float(roc_auc_score(labels, scores)) if np.unique(labels).size == 2 else float("nan")
+
+
+def _per_class_auroc(classes, labels, scores):
+    """Each abnormal class (defect type, disease) against all test normals."""
+    classes, normal = np.asarray(classes), labels == 0
+    return {
+        name: _auroc(labels[normal | (classes == name)], scores[normal | (classes == name)])
+        for name in sorted(set(classes[labels == 1]))
+    }
+
+
+def _write_scores(path, ids, labels, outputs, module_columns):
+    columns = SCORE_COLUMNS + tuple(module_columns)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "label", *SCORE_COLUMNS])
+        writer.writerow(["path", "label", *columns])
         for row, (identifier, label) in enumerate(zip(ids, labels)):
-            writer.writerow([identifier, int(label), *(f"{outputs[name][row]:.8g}" for name in SCORE_COLUMNS)])
+            writer.writerow([identifier, int(label), *(f"{outputs[name][row]:.8g}" for name in columns)])
 
 
 def _write_plots(detector, directory, collection, test_indices, scores, threshold, threshold_label, masks, history,

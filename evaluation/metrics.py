@@ -111,7 +111,8 @@ def pixel_auroc(masks: np.ndarray, error_maps: np.ndarray) -> float:
 
 
 def reconstruction_quality(psnr: np.ndarray, ssim: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """psnr_normal, psnr_abnormal, ssim_normal, ssim_abnormal: per-class means of per-image values.
+    """psnr, ssim (all test images, as CAE-D-GAN Table 3 reports them), and per-class psnr_normal,
+    psnr_abnormal, ssim_normal, ssim_abnormal: means of per-image values.
 
     The per-image values come from the detector graph (tf.image.psnr / tf.image.ssim in
     evaluation.scoring), so reports and exports measure the same thing. A class without images
@@ -120,6 +121,7 @@ def reconstruction_quality(psnr: np.ndarray, ssim: np.ndarray, labels: np.ndarra
     labels = np.asarray(labels).astype(int).ravel()
     result = {}
     for metric, values in (("psnr", np.asarray(psnr, np.float64)), ("ssim", np.asarray(ssim, np.float64))):
+        result[metric] = float(values.mean()) if values.size else float("nan")
         for name, label in (("normal", 0), ("abnormal", 1)):
             in_class = labels == label
             result[f"{metric}_{name}"] = float(values[in_class].mean()) if in_class.any() else float("nan")

@@ -1,5 +1,10 @@
-"""Run summaries: the papers' reference numbers, the end-of-run table, final TensorBoard entries."""
+"""Run summaries: the papers' reference numbers, end-of-run tables, report.md/csv, final TensorBoard entries."""
 
+import csv
+import math
+import pathlib
+
+import numpy as np
 import tensorflow as tf
 
 TABLE_COLUMNS = ("auroc", "accuracy", "precision", "recall", "f1", "specificity")
@@ -31,34 +36,134 @@ PAPER_RESULTS = {
     for model, rows in _ROWS.items()
     for dataset, row in zip(("brain_mri", "mvtec_ad-bottle", "plant_village"), rows)
 }
+# CAE-D-GAN paper, Table 3 (precision, recall, F1, AUROC, PSNR, SSIM). The paper does not say which
+# of its three chest X-ray datasets the table is for, so it stands beside all three.
+_CHEST_COLUMNS = ("precision", "recall", "f1", "auroc", "psnr", "ssim")
+_CHEST_ROWS = {
+    "ganomaly": (0.80, 0.90, 0.84, 0.76, 26.19, 0.79),
+    "efficient_gan": (0.81, 0.86, 0.86, 0.78, 26.58, 0.83),
+    "skip_ganomaly": (0.83, 0.89, 0.90, 0.82, 27.93, 0.91),
+    "egbad": (0.83, 0.93, 0.88, 0.80, 27.32, 0.89),
+    "cae_d_gan": (0.85, 0.95, 0.91, 0.86, 28.46, 0.94),
+}
+PAPER_RESULTS.update({
+    (model, f"chest_xray_{n}"): dict(zip(_CHEST_COLUMNS, row)) for model, row in _CHEST_ROWS.items() for n in (1, 2, 3)
+})
+# CAE-D-GAN paper, Figure 9: module AUROCs (modules 1, 2, 3) on chest X-ray dataset 1 per test set.
+PAPER_MODULE_AUROC = {
+    "25": (0.92, 0.87, 0.84), "50": (0.91, 0.90, 0.84), "75": (0.92, 0.93, 0.86), "100": (0.91, 0.90, 0.85),
+}
+_SUMMARY_ROWS = (*TABLE_COLUMNS, "average_precision", "threshold", "oracle_accuracy", "pixel_auroc",
+                 "psnr", "ssim", "psnr_normal", "psnr_abnormal", "ssim_normal", "ssim_abnormal")
+REPORT_COLUMNS = (*TABLE_COLUMNS, "average_precision", "oracle_accuracy", "pixel_auroc", "psnr", "ssim")
+
+
+def dataset_label(config):
+    return config["dataset"] + (f"-{config['category']}" if config.get("category") else "")
 
 
 def paper_reference(config):
-    """The paper's numbers for this model and dataset, or None where the paper reports none."""
-    dataset = config["dataset"] + (f"-{config['category']}" if config.get("category") else "")
-    return PAPER_RESULTS.get((config["model"], dataset))
+    """The papers' numbers for this model and dataset, or None where the papers report none."""
+    return PAPER_RESULTS.get((config["model"], dataset_label(config)))
 
 
-def summary_table(metrics, config):
-    """Plain-text table of the headline metrics, with the paper's numbers beside ours where they exist."""
-    reference = paper_reference(config)
-    rows = [("metric", "ours", "paper" if reference else "")]
-    for name in (*TABLE_COLUMNS, "average_precision", "threshold", "oracle_accuracy", "pixel_auroc",
-                 "psnr_normal", "psnr_abnormal", "ssim_normal", "ssim_abnormal"):
-        if name in metrics:
-            paper = f"{reference[name]:.3f}" if reference and name in reference else ""
-            rows.append((name, f"{metrics[name]:.3f}", paper))
-    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+def _table(rows):
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
 
+def summary_table(metrics, config):
+    """Plain-text tables of the headline metrics with the papers' numbers beside ours where they exist;
+    then module AUROCs and the per-test-set AUROCs when the run has them."""
+    reference = paper_reference(config) or {}
+    rows = [("metric", "ours", "paper" if reference else "")]
+    for name in _SUMMARY_ROWS:
+        if name in metrics:
+            rows.append((name, f"{metrics[name]:.3f}", f"{reference[name]:.3f}" if name in reference else ""))
+    text = _table(rows)
+    test_sets = metrics.get("test_sets") or {"all": metrics}
+    modules = list(metrics.get("module_auroc", {}))
+    if len(test_sets) > 1 or modules:
+        paper_modules = config["model"] == "cae_d_gan" and config["dataset"].startswith("chest_xray")
+        header = ("test set", "auroc", *(f"{m} auroc" for m in modules), *(["paper (Fig. 9, dataset 1)"] if paper_modules else []))
+        rows = [header]
+        for name, values in test_sets.items():
+            paper = " / ".join(f"{v:.2f}" for v in PAPER_MODULE_AUROC.get(name, ())) if paper_modules else None
+            rows.append((name, f"{values['auroc']:.3f}", *(f"{values['module_auroc'][m]:.3f}" for m in modules),
+                         *([paper] if paper is not None else [])))
+        text += "\n\n" + _table(rows)
+    return text
+
+
+def _numeric(metrics, prefix=""):
+    """Flatten nested metric dicts to {"a/b": float} for TensorBoard."""
+    flat = {}
+    for name, value in metrics.items():
+        if isinstance(value, dict):
+            flat.update(_numeric(value, f"{prefix}{name}/"))
+        else:
+            flat[prefix + name] = float(value)
+    return flat
+
+
 def write_tensorboard_results(log_dir, metrics, roc_png, step):
     """Final metrics as scalars and a markdown table, and the ROC plot as an image."""
+    flat = _numeric(metrics)
     with tf.summary.create_file_writer(str(log_dir)).as_default(step=step):
-        for name, value in metrics.items():
-            tf.summary.scalar(f"test/{name}", float(value))
-        table = "\n".join(["| metric | value |", "|---|---|"] + [f"| {k} | {v:.4g} |" for k, v in metrics.items()])
+        for name, value in flat.items():
+            tf.summary.scalar(f"test/{name}", value)
+        table = "\n".join(["| metric | value |", "|---|---|"] + [f"| {k} | {v:.4g} |" for k, v in flat.items()])
         tf.summary.text("test/metrics", table)
         tf.summary.image("test/roc", tf.image.decode_png(tf.io.read_file(str(roc_png)))[None])
+
+
+def _mean_std(values):
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return float("nan"), float("nan")
+    return float(np.mean(values)), float(np.std(values))
+
+
+def report_rows(results):
+    """One row per (dataset, model): mean and std over seeds of REPORT_COLUMNS, and the paper's numbers."""
+    groups = {}
+    for config, metrics, run_dir in results:
+        groups.setdefault((dataset_label(config), config["model"]), []).append((config, metrics, run_dir))
+    rows = []
+    for (dataset, model), runs in groups.items():
+        row = {"dataset": dataset, "model": model, "seeds": ",".join(str(c["seed"]) for c, _, _ in runs),
+               "runs": " ".join(str(d) for _, _, d in runs)}
+        reference = paper_reference(runs[0][0]) or {}
+        for column in REPORT_COLUMNS:
+            row[f"{column}_mean"], row[f"{column}_std"] = _mean_std([m.get(column) for _, m, _ in runs])
+            row[f"{column}_paper"] = reference.get(column, float("nan"))
+        rows.append(row)
+    return rows
+
+
+def write_report(results, out_root):
+    """report.md + report.csv for a multi-model / multi-seed / multi-category call; returns their path stem."""
+    rows = report_rows(results)
+    datasets = sorted({row["dataset"] for row in rows})
+    stem = pathlib.Path(out_root) / (datasets[0] if len(datasets) == 1 else "multi") / "report"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    with open(stem.with_suffix(".csv"), "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    def cell(row, column):
+        mean, std, paper = row[f"{column}_mean"], row[f"{column}_std"], row[f"{column}_paper"]
+        text = "–" if math.isnan(mean) else f"{mean:.3f}" + (f" ± {std:.3f}" if len(row["seeds"].split(",")) > 1 else "")
+        return text + ("" if math.isnan(paper) else f" ({paper:.3f})")
+
+    lines = ["| dataset | model | seeds | " + " | ".join(REPORT_COLUMNS) + " |",
+             "|---|---|---|" + "---|" * len(REPORT_COLUMNS)]
+    lines += [f"| {row['dataset']} | {row['model']} | {row['seeds']} | " + " | ".join(cell(row, c) for c in REPORT_COLUMNS) + " |"
+              for row in rows]
+    note = ("Mean ± std over seeds; the paper's own number, where it reports one, in parentheses. "
+            "Thresholded metrics use the validation-normal threshold; oracle_accuracy is the papers' test-set sweep.")
+    stem.with_suffix(".md").write_text("# Results\n\n" + note + "\n\n" + "\n".join(lines) + "\n")
+    return stem

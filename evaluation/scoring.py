@@ -1,8 +1,11 @@
-"""Anomaly score and error map, part of the model graph so evaluation and export agree.
+"""Anomaly scores and error maps, part of the model graph so evaluation and export agree.
 
-Improved BiGAN §III: score = 0.7 · MSE error + 0.3 · (1 − SSIM). The two terms live on very
-different scales, so each is standardised with the mean and standard deviation it has on the
-validation normals (SPEC §5) before weighting; 0 means "as typical as a validation normal".
+Every model exposes `score_pairs(images)`: one (reference, reconstruction) pair per module (one
+module for most models, three for the CAE-D-GAN cascade). Each pair gets an `AnomalyScorer`:
+score = Σ weight · (term − mean) / std over the terms MSE and 1 − SSIM, each standardised on the
+validation normals (Improved BiGAN §III uses 0.7 · MSE + 0.3 · (1 − SSIM)), so 0 means "as typical
+as a validation normal". A `ScoreCombiner` averages the module scores into the model's score and
+holds the decision threshold.
 """
 
 import keras
@@ -13,59 +16,111 @@ from keras import layers
 from training.losses import ssim
 
 SCORE_WEIGHTS = {"mse": 0.7, "ssim_error": 0.3}
+_TERMS = ("mse", "ssim_error")
 
 
 @keras.saving.register_keras_serializable(package="bigan_ad")
 class AnomalyScorer(layers.Layer):
-    """(images, reconstructions) -> score, its components, |x − x̂| error map and the decision.
+    """(references, reconstructions) -> score, its components, PSNR and the |x − x̂| error map.
 
-    Calibration (per-term mean/std on validation normals, and the threshold) is stored in
-    non-trainable weights, so it is saved with the model and baked into the SavedModel.
+    The per-term calibration (mean/std on validation normals) lives in non-trainable weights, so it
+    is saved with the model and baked into the SavedModel.
     """
 
-    def build(self, input_shape=None):
-        def stat(name, value):
-            return self.add_weight(name=name, shape=(), initializer=keras.initializers.Constant(value), trainable=False)
+    def __init__(self, weights=None, **kwargs):
+        super().__init__(**kwargs)
+        self.term_weights = dict(weights or SCORE_WEIGHTS)
 
-        self.mse_mean, self.mse_std = stat("mse_mean", 0.0), stat("mse_std", 1.0)
-        self.ssim_error_mean, self.ssim_error_std = stat("ssim_error_mean", 0.0), stat("ssim_error_std", 1.0)
-        self.threshold = stat("threshold", np.inf)
+    def build(self, input_shape=None):
+        self.stats = {
+            term: (self._stat(f"{term}_mean", 0.0), self._stat(f"{term}_std", 1.0)) for term in _TERMS
+        }
         super().build(input_shape)
 
-    def call(self, images, reconstructions):
-        images = tf.cast(images, tf.float32)
+    def _stat(self, name, value):
+        return self.add_weight(name=name, shape=(), initializer=keras.initializers.Constant(value), trainable=False)
+
+    def call(self, references, reconstructions):
+        references = tf.cast(references, tf.float32)
         reconstructions = tf.cast(reconstructions, tf.float32)
-        difference = images - reconstructions
-        mse = tf.reduce_mean(tf.square(difference), axis=[1, 2, 3])
-        ssim_error = 1.0 - ssim(images, reconstructions)
-        score = SCORE_WEIGHTS["mse"] * (mse - self.mse_mean) / self.mse_std + SCORE_WEIGHTS["ssim_error"] * (
-            ssim_error - self.ssim_error_mean
-        ) / self.ssim_error_std
+        difference = references - reconstructions
+        terms = {
+            "mse": tf.reduce_mean(tf.square(difference), axis=[1, 2, 3]),
+            "ssim_error": 1.0 - ssim(references, reconstructions),
+        }
+        score = tf.add_n([
+            weight * (terms[term] - self.stats[term][0]) / self.stats[term][1]
+            for term, weight in self.term_weights.items()
+        ])
         return {
             "score": score,
-            "mse": mse,
-            "ssim_error": ssim_error,
-            "psnr": tf.image.psnr(images, reconstructions, max_val=2.0),
+            **terms,
+            "psnr": tf.image.psnr(references, reconstructions, max_val=2.0),
             "error_map": tf.reduce_mean(tf.abs(difference), axis=-1),
-            "is_anomalous": score >= self.threshold,
         }
 
-    def calibrate(self, mse, ssim_error):
+    def calibrate(self, raw_terms):
         """Fix the normalisation from the validation normals' raw terms (std floored to avoid /0)."""
-        for mean_var, std_var, values in (
-            (self.mse_mean, self.mse_std, mse),
-            (self.ssim_error_mean, self.ssim_error_std, ssim_error),
-        ):
-            mean_var.assign(float(np.mean(values)))
-            std_var.assign(max(float(np.std(values)), 1e-8))
+        for term, (mean, std) in self.stats.items():
+            mean.assign(float(np.mean(raw_terms[term])))
+            std.assign(max(float(np.std(raw_terms[term])), 1e-8))
+
+    def get_config(self):
+        return {**super().get_config(), "weights": self.term_weights}
 
 
-def build_detector(autoencoder, image_size, channels=1):
-    """Functional inference model: preprocessed images in [-1, 1] -> reconstruction + AnomalyScorer outputs."""
+@keras.saving.register_keras_serializable(package="bigan_ad")
+class ScoreCombiner(layers.Layer):
+    """Module scores -> their mean (the model's score) and the decision at the stored threshold."""
+
+    def build(self, input_shape=None):
+        self.threshold = self.add_weight(
+            name="threshold", shape=(), initializer=keras.initializers.Constant(np.inf), trainable=False
+        )
+        super().build(input_shape)
+
+    def call(self, module_scores):
+        score = tf.add_n(module_scores) / float(len(module_scores))
+        return {"score": score, "is_anomalous": score >= self.threshold}
+
+
+def build_detector(model, image_size, channels=1, score_weights=None):
+    """Functional inference model: images in [-1, 1] -> reconstruction, score, decision, per-module terms.
+
+    Top-level mse / ssim_error / psnr / error_map / reconstruction are the last module's (the
+    model's final reconstruction); with several modules each also reports `<module>_<output>`.
+    """
     images = keras.Input((image_size, image_size, channels), name="image")
-    reconstruction = autoencoder.generator(autoencoder.encoder(images))
-    outputs = AnomalyScorer(name="anomaly_scorer")(images, reconstruction)
-    return keras.Model(images, {"reconstruction": reconstruction, **outputs}, name="anomaly_detector")
+    pairs = model.score_pairs(images)
+    outputs, module_scores = {}, []
+    for name, (reference, reconstruction) in pairs.items():
+        terms = AnomalyScorer(score_weights, name=scorer_name(name, len(pairs)))(reference, reconstruction)
+        module_scores.append(terms["score"])
+        if len(pairs) > 1:
+            outputs.update({f"{name}_{key}": value for key, value in terms.items()})
+    outputs.update({key: value for key, value in terms.items() if key != "score"})
+    outputs["reconstruction"] = reconstruction
+    outputs.update(ScoreCombiner(name="score_combiner")(module_scores))
+    return keras.Model(images, outputs, name="anomaly_detector")
+
+
+def scorer_name(module, n_modules):
+    return "anomaly_scorer" if n_modules == 1 else f"anomaly_scorer_{module}"
+
+
+def module_scorers(detector):
+    """{module name: (scorer layer, output-key prefix)} in cascade order, for a built or reloaded detector.
+
+    A single-module detector reports its terms under plain keys (prefix ""); a cascade under
+    "<module>_" as well.
+    """
+    scorers = [layer for layer in detector.layers if isinstance(layer, AnomalyScorer)]
+    if len(scorers) == 1:
+        return {scorers[0].name: (scorers[0], "")}
+    return {
+        layer.name.removeprefix("anomaly_scorer_"): (layer, layer.name.removeprefix("anomaly_scorer_") + "_")
+        for layer in scorers
+    }
 
 
 def score_batches(detector, dataset, keep=("score", "mse", "ssim_error", "psnr")):

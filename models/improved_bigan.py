@@ -10,8 +10,56 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from models.config import ConfigError
 from models.layers import conv_block, up_block
-from training.losses import bigan_losses
+from training.losses import ReconstructionLoss, bigan_losses, build_perceptual_extractor
+from training.schedule import TwoPhaseSchedule
+
+# Architectures. `paper` follows the paper where it speaks (128x128 grayscale, SE attention, residual
+# generator, image-latent discriminator); widths and depths are ours (the paper gives none).
+PRESETS = {
+    "paper": {
+        "image_size": 128, "channels": 1, "latent_dim": 128, "filters": [32, 64, 128, 256, 512],
+        "discriminator_filters": [32, 64, 128, 256], "latent_units": 256, "joint_units": 512,
+        "se_ratio": 8, "dropout": 0.2,
+    },
+    "quick": {
+        "image_size": 64, "channels": 1, "latent_dim": 64, "filters": [16, 32, 64, 128],
+        "discriminator_filters": [16, 32, 64], "latent_units": 128, "joint_units": 128,
+        "se_ratio": 4, "dropout": 0.2,
+    },
+    "tiny": {
+        "image_size": 32, "channels": 1, "latent_dim": 8, "filters": [4, 8],
+        "discriminator_filters": [4, 8], "latent_units": 8, "joint_units": 8, "se_ratio": 2, "dropout": 0.0,
+    },
+}
+
+# Training settings per run profile (SPEC §2): `paper` is §III's schedule.
+TRAINING = {
+    "paper": {"preset": "paper", "epochs_recon": 150, "epochs_adv": 500, "batch_size": 32, "lr": 2e-4,
+              "perceptual_weights": "imagenet"},
+    "quick": {"preset": "quick", "epochs_recon": 40, "epochs_adv": 10, "batch_size": 32, "lr": 1e-3,
+              "perceptual_weights": "none"},
+    "smoke": {"preset": "tiny", "epochs_recon": 1, "epochs_adv": 1, "batch_size": 16, "lr": 1e-3,
+              "perceptual_weights": "none"},
+}
+TRAINING_COMMON = {
+    "beta_1": 0.5,  # DCGAN/BiGAN practice; the paper gives no optimizer settings
+    "beta_2": 0.999,
+    "adversarial_weight": 0.1,  # reconstruction "prioritized over the adversarial performance" (§III)
+    "reconstruction_repeats": 3,  # §III: reconstruction trained 3 times per step in phase 2
+    "discriminator_every": 5,  # §III: discriminator trained every 5th epoch
+    "score_weights": {"mse": 0.7, "ssim_error": 0.3},  # §III anomaly score
+}
+
+
+def validate_architecture(config):
+    stride = 2 ** len(config["filters"])
+    if config["image_size"] % stride:
+        raise ConfigError(
+            f"image_size {config['image_size']} must be a multiple of {stride} for {len(config['filters'])} "
+            "down-sampling stages; pick e.g. 32, 64, 128 or 256."
+        )
 
 
 def build_encoder(config):
@@ -87,6 +135,39 @@ class ImprovedBiGAN(keras.Model):
     def call(self, images, training=False):
         """Reconstruction G(E(x)): the inference path scored for anomalies."""
         return self.generator(self.encoder(images, training=training), training=training)
+
+    def configure(self, run_config):
+        """Compile from a resolved run config: Adam (shared lr) for E+G and D, the §III reconstruction loss.
+
+        Raises training.losses.PerceptualWeightsError when VGG16 weights cannot be had.
+        """
+        extractor = build_perceptual_extractor(run_config["perceptual_weights"], self.config["image_size"])
+
+        def adam():
+            return keras.optimizers.Adam(run_config["lr"], beta_1=run_config["beta_1"], beta_2=run_config["beta_2"])
+
+        self.compile(
+            reconstruction_optimizer=adam(),
+            discriminator_optimizer=adam(),
+            reconstruction_loss=ReconstructionLoss(extractor),
+            adversarial_weight=run_config["adversarial_weight"],
+            reconstruction_repeats=run_config["reconstruction_repeats"],
+        )
+
+    def make_schedule(self, run_config):
+        return TwoPhaseSchedule(run_config["epochs_recon"], run_config["epochs_adv"], run_config["discriminator_every"])
+
+    def checkpoint_items(self):
+        """Everything training needs to continue: the three networks and both optimizers."""
+        return {
+            "encoder": self.encoder, "generator": self.generator, "discriminator": self.discriminator,
+            "reconstruction_optimizer": self.reconstruction_optimizer,
+            "discriminator_optimizer": self.discriminator_optimizer,
+        }
+
+    def score_pairs(self, images):
+        """One module: the image against its reconstruction G(E(x))."""
+        return {"improved_bigan": (images, self.generator(self.encoder(images)))}
 
     def compile(self, reconstruction_optimizer, discriminator_optimizer, reconstruction_loss,
                 adversarial_weight=0.1, reconstruction_repeats=3):

@@ -1,13 +1,24 @@
-"""Model name -> builder: the only place that lists models."""
+"""Model name -> family (class, architecture presets, training settings): the only place that lists models.
 
-from models.improved_bigan import ImprovedBiGAN
+A family module provides PRESETS (architectures: paper / quick / tiny), TRAINING (settings per
+run profile, each naming its preset), TRAINING_COMMON, validate_architecture(config) and a
+keras.Model class implementing configure / make_schedule / checkpoint_items / score_pairs /
+train_step, which is all the trainer, the detector and the export rely on.
+"""
+
+import types
+
+from models import improved_bigan
+from models.config import ConfigError
 
 # Every model of SPEC §2, in the order of the papers' tables.
 MODEL_NAMES = (
     "improved_bigan", "bigan", "ganomaly", "skip_ganomaly", "anogan", "egbad", "efficient_gan",
     "fcae", "cae", "vae", "beta_vae", "cvae", "vq_vae", "cae_d_gan",
 )
-BUILDERS = {"improved_bigan": ImprovedBiGAN}
+FAMILIES = {
+    "improved_bigan": types.SimpleNamespace(module=improved_bigan, model_class=improved_bigan.ImprovedBiGAN),
+}
 
 
 class ModelNotAvailableError(ValueError):
@@ -17,12 +28,28 @@ class ModelNotAvailableError(ValueError):
 def check_model_name(name):
     if name not in MODEL_NAMES:
         raise ModelNotAvailableError(f"Unknown model {name!r}; choose one of: {', '.join(MODEL_NAMES)}.")
-    if name not in BUILDERS:
+    if name not in FAMILIES:
         raise ModelNotAvailableError(
-            f"Model {name!r} is not available yet (implemented: {', '.join(BUILDERS)}); it is planned, see SPEC §5."
+            f"Model {name!r} is not available yet (implemented: {', '.join(FAMILIES)}); it is planned, see SPEC §5."
         )
 
 
-def build_model(name, architecture):
+def family(name):
     check_model_name(name)
-    return BUILDERS[name](architecture)
+    return FAMILIES[name].module
+
+
+def architecture(name, preset, **overrides):
+    """A copy of a model's architecture preset with explicit settings (e.g. image_size) applied, validated."""
+    presets = family(name).PRESETS
+    if preset not in presets:
+        raise ConfigError(f"Unknown preset {preset!r} for {name}; choose one of {sorted(presets)}.")
+    config = dict(presets[preset])
+    config.update({key: value for key, value in overrides.items() if value is not None})
+    family(name).validate_architecture(config)
+    return config
+
+
+def build_model(name, architecture_config):
+    check_model_name(name)
+    return FAMILIES[name].model_class(architecture_config)

@@ -8,12 +8,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from models.config import model_config  # noqa: E402
+from models.registry import architecture  # noqa: E402
 
 
 @pytest.fixture
 def tiny_config():
-    return model_config("tiny")
+    return architecture("improved_bigan", "tiny")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import tensorflow as tf
 import run_experiments
 from data.phantom import make_phantom
 from training.checkpoints import CheckpointEveryEpoch
-from training.profiles import PROFILES
+from training.profiles import DATA
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 METRIC_KEYS = {
@@ -74,7 +74,7 @@ def test_split_is_the_paper_protocol(phantom_run):
     parts = {name: {entry["path"] for entry in split[name]} for name in ("train", "validation", "test")}
     assert not (parts["train"] & parts["validation"] or parts["train"] & parts["test"] or parts["validation"] & parts["test"])
     assert all(entry["label"] == 0 for name in ("train", "validation") for entry in split[name])
-    smoke = PROFILES["smoke"]
+    smoke = DATA["smoke"]
     assert sum(entry["label"] for entry in split["test"]) == smoke["phantom_abnormals"]
     assert len(parts["train"]) + len(parts["validation"]) + len(split["test"]) == (
         smoke["phantom_normals"] + smoke["phantom_abnormals"]
@@ -83,7 +83,7 @@ def test_split_is_the_paper_protocol(phantom_run):
 
 def test_saved_model_alone_reproduces_scores_csv(phantom_run):
     serving = tf.saved_model.load(str(phantom_run / "saved_model")).signatures["serving_default"]
-    smoke = PROFILES["smoke"]
+    smoke = DATA["smoke"]
     collection = make_phantom(smoke["phantom_normals"], smoke["phantom_abnormals"], seed=0)
     index = {identifier: position for position, identifier in enumerate(collection.ids)}
     rows = read_scores(phantom_run)

@@ -112,8 +112,8 @@ def test_pixel_auroc_rejects_mismatched_shapes():
 def test_reconstruction_quality_is_per_class_means():
     labels = np.array([0, 0, 1, 1, 1])
     result = metrics.reconstruction_quality([30.0, 32.0, 20.0, 22.0, 24.0], [0.9, 0.8, 0.5, 0.6, 0.7], labels)
-    assert result == pytest.approx({"psnr_normal": 31.0, "psnr_abnormal": 22.0, "ssim_normal": 0.85,
-                                    "ssim_abnormal": 0.6})
+    assert result == pytest.approx({"psnr": 25.6, "ssim": 0.7, "psnr_normal": 31.0, "psnr_abnormal": 22.0,
+                                    "ssim_normal": 0.85, "ssim_abnormal": 0.6})
 
 
 def test_reconstruction_quality_missing_class_and_perfect_reconstruction():

@@ -12,7 +12,7 @@ from data.pipeline import image_dataset
 from data.protocols import paper_split
 from evaluation.evaluate import calibrate
 from evaluation.metrics import classification_metrics
-from evaluation.scoring import AnomalyScorer, build_detector, score_batches
+from evaluation.scoring import AnomalyScorer, ScoreCombiner, build_detector, score_batches
 from models.improved_bigan import ImprovedBiGAN
 from models.layers import SqueezeExcite
 from training.losses import ReconstructionLoss
@@ -41,7 +41,8 @@ def test_scorer_outputs_for_perfect_and_noisy_reconstructions(fixed_batch):
     assert math.isinf(float(perfect["psnr"][0]))  # tf.image.psnr of a zero error
     assert np.all(np.asarray(noisy["score"]) > np.asarray(perfect["score"]))
     assert noisy["error_map"].shape == fixed_batch.shape[:3]
-    assert not np.any(perfect["is_anomalous"])  # threshold is +inf until calibrated
+    decision = ScoreCombiner()([noisy["score"]])
+    assert not np.any(decision["is_anomalous"])  # threshold is +inf until calibrated
 
 
 def batches(images, size=8):
@@ -71,7 +72,7 @@ def test_calibration_centres_validation_scores_and_sets_the_threshold(tiny_confi
     recomputed = score_batches(detector, validation, keep=("score", "is_anomalous"))
     np.testing.assert_allclose(recomputed["score"], scores, rtol=1e-5, atol=1e-6)
     assert abs(float(np.mean(scores))) < 1e-4  # standardised terms have mean 0 on validation normals
-    threshold = float(detector.get_layer("anomaly_scorer").threshold.numpy())
+    threshold = float(detector.get_layer("score_combiner").threshold.numpy())
     assert threshold == pytest.approx(np.quantile(scores, 0.9), rel=1e-5)
     np.testing.assert_array_equal(recomputed["is_anomalous"], scores >= threshold)
 
@@ -99,3 +100,30 @@ def test_detector_with_calibration_reloads_with_safe_mode(tiny_config, fixed_bat
     for name in ("score", "error_map", "reconstruction", "is_anomalous"):
         np.testing.assert_allclose(np.asarray(restored(fixed_batch)[name]), np.asarray(detector(fixed_batch)[name]),
                                    rtol=1e-5, atol=1e-6)
+
+
+class TwoStageStandIn(keras.Model):
+    """A stand-in cascade: two convolutional stages, each scored against the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = keras.Sequential([keras.layers.Conv2D(1, 3, padding="same", activation="tanh")])
+        self.second = keras.Sequential([keras.layers.Conv2D(1, 3, padding="same", activation="tanh")])
+
+    def score_pairs(self, images):
+        first = self.first(images)
+        return {"module_1": (images, first), "module_2": (images, self.second(first))}
+
+
+def test_cascade_detector_calibrates_each_module_and_averages_them(fixed_batch, tmp_path):
+    detector = build_detector(TwoStageStandIn(), 32)
+    scores = calibrate(detector, batches(fixed_batch), quantile=0.5)
+    outputs = detector(fixed_batch)
+    for module in ("module_1", "module_2"):
+        assert abs(float(np.mean(outputs[f"{module}_score"]))) < 1e-4  # each standardised on the validation set
+    np.testing.assert_allclose(outputs["score"], (outputs["module_1_score"] + outputs["module_2_score"]) / 2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs["mse"], outputs["module_2_mse"])  # top-level terms: the last module's
+    np.testing.assert_allclose(scores, outputs["score"], rtol=1e-5, atol=1e-6)
+    detector.save(tmp_path / "cascade.keras")
+    restored = keras.saving.load_model(tmp_path / "cascade.keras", safe_mode=True)
+    np.testing.assert_allclose(restored(fixed_batch)["module_1_score"], outputs["module_1_score"], rtol=1e-5, atol=1e-6)

@@ -23,7 +23,7 @@ def batches(images):
 def test_divergence_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, fixed_batch):
     config = smoke_config(epochs_recon=1, epochs_adv=0)
     fit(compiled_model(config), batches(fixed_batch), fixed_batch[:2], config, tmp_path, verbose=0)
-    assert TrainingCheckpoint(compiled_model(config), tmp_path / "checkpoints").restore_latest() == 1
+    assert TrainingCheckpoint(compiled_model(config).checkpoint_items(), tmp_path / "checkpoints").restore_latest() == 1
 
     config = smoke_config(epochs_recon=3, epochs_adv=0)
     poisoned = fixed_batch.copy()
@@ -31,7 +31,7 @@ def test_divergence_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_
     with pytest.raises(TrainingDivergedError, match="diverged.*last good checkpoint"):
         fit(compiled_model(config), batches(poisoned), fixed_batch[:2], config, tmp_path, verbose=0)
     restored = compiled_model(config)
-    assert TrainingCheckpoint(restored, tmp_path / "checkpoints").restore_latest() == 1
+    assert TrainingCheckpoint(restored.checkpoint_items(), tmp_path / "checkpoints").restore_latest() == 1
     assert all(np.isfinite(np.asarray(v)).all() for v in restored.trainable_variables)
     assert [record["epoch"] for record in json.loads((tmp_path / "history.json").read_text())] == [1]
 
@@ -41,7 +41,7 @@ def test_restored_checkpoint_holds_weights_and_optimizer_state(tmp_path, fixed_b
     model = compiled_model(config)
     fit(model, batches(fixed_batch), fixed_batch[:2], config, tmp_path, verbose=0)
     restored = compiled_model(config)
-    assert TrainingCheckpoint(restored, tmp_path / "checkpoints").restore_latest() == 2
+    assert TrainingCheckpoint(restored.checkpoint_items(), tmp_path / "checkpoints").restore_latest() == 2
     for network in ("encoder", "generator", "discriminator"):
         for a, b in zip(getattr(model, network).weights, getattr(restored, network).weights):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

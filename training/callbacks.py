@@ -75,8 +75,9 @@ class TensorBoardLogger(keras.callbacks.Callback):
         with self.writer.as_default(step=epoch + 1):
             for name, value in (logs or {}).items():
                 tf.summary.scalar(f"{phase}/{name}", float(value))
-            tf.summary.scalar("learning_rate/encoder_generator", float(self.model.reconstruction_optimizer.learning_rate))
-            tf.summary.scalar("learning_rate/discriminator", float(self.model.discriminator_optimizer.learning_rate))
+            for name, item in self.model.checkpoint_items().items():
+                if isinstance(item, keras.optimizers.Optimizer):
+                    tf.summary.scalar(f"learning_rate/{name}", float(item.learning_rate))
             if (epoch + 1) % self.image_every == 0 or epoch + 1 == self.schedule.total_epochs:
                 tf.summary.image("reconstructions", self._panels(), max_outputs=len(self.preview))
         self.writer.flush()

@@ -7,18 +7,11 @@ import tensorflow as tf
 
 
 class TrainingCheckpoint:
-    """tf.train.Checkpoint over the three networks, both optimizers and the finished-epoch count."""
+    """tf.train.Checkpoint over a model's checkpoint_items() (networks, optimizers) and the finished-epoch count."""
 
-    def __init__(self, model, directory, max_to_keep=2):
+    def __init__(self, items, directory, max_to_keep=2):
         self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False)
-        checkpoint = tf.train.Checkpoint(
-            encoder=model.encoder,
-            generator=model.generator,
-            discriminator=model.discriminator,
-            reconstruction_optimizer=model.reconstruction_optimizer,
-            discriminator_optimizer=model.discriminator_optimizer,
-            epochs_done=self.epochs_done,
-        )
+        checkpoint = tf.train.Checkpoint(**items, epochs_done=self.epochs_done)
         self.manager = tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=max_to_keep)
 
     def save(self, epochs_done):
