@@ -24,6 +24,7 @@ from models.registry import architecture  # noqa: E402
 from training.profiles import resolve_config  # noqa: E402
 from training.trainer import compiled_model  # noqa: E402
 
+
 class _EpochTimer(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()

@@ -9,7 +9,11 @@ from sklearn.metrics import roc_auc_score
 from data.pipeline import image_dataset
 from evaluation import plots
 from evaluation.metrics import (
-    classification_metrics, oracle_threshold, pixel_auroc, reconstruction_quality, validation_threshold,
+    classification_metrics,
+    oracle_threshold,
+    pixel_auroc,
+    reconstruction_quality,
+    validation_threshold,
 )
 from evaluation.scoring import module_scorers, score_batches
 

@@ -12,7 +12,12 @@ from data.pipeline import image_dataset
 from data.protocols import paper_split
 from evaluation.evaluate import calibrate
 from evaluation.metrics import classification_metrics
-from evaluation.scoring import AnomalyScorer, ScoreCombiner, build_detector, score_batches
+from evaluation.scoring import (
+    AnomalyScorer,
+    ScoreCombiner,
+    build_detector,
+    score_batches,
+)
 from models.improved_bigan import ImprovedBiGAN
 from models.layers import SqueezeExcite
 from training.losses import ReconstructionLoss
