@@ -67,7 +67,22 @@ def evaluate(detector, collection, split, batch_size, run_dir, history, threshol
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     _write_plots(detector, run_dir / "plots", collection, test, outputs["score"], threshold, threshold_label, masks,
                  history, per_class)
+    _write_comparison_rocs(run_dir / "plots", labels, outputs, module_columns, test, split.test_sets)
     return metrics
+
+
+def _write_comparison_rocs(directory, labels, outputs, module_columns, test, test_sets):
+    """roc_modules.png: one curve per cascade module and the cascade; roc_test_sets.png: one per test set."""
+    if module_columns:
+        curves = {column.removesuffix("_score"): (labels, outputs[column]) for column in module_columns}
+        curves["cascade"] = (labels, outputs["score"])
+        plots.plot_roc_curves(curves, directory / "roc_modules.png", title="ROC per module (test set)")
+    if test_sets:
+        curves = {}
+        for name, indices in test_sets.items():
+            subset = np.isin(test, indices)
+            curves[f"{name}% abnormals" if name.isdigit() else name] = (labels[subset], outputs["score"][subset])
+        plots.plot_roc_curves(curves, directory / "roc_test_sets.png", title="ROC per test set")
 
 
 def _test_set_metrics(labels, outputs, threshold, module_columns):

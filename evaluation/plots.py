@@ -49,16 +49,26 @@ def _as_arrays(labels, scores) -> tuple[np.ndarray, np.ndarray]:
 
 def plot_roc(labels, scores, path, title="ROC") -> Path:
     """ROC curve with its AUROC in the legend and the chance diagonal for reference."""
-    labels, scores = _as_arrays(labels, scores)
+    return plot_roc_curves({"model": (labels, scores)}, path, title)
+
+
+def plot_roc_curves(curves, path, title="ROC") -> Path:
+    """Several ROC curves on one set of axes ({legend name: (labels, scores)}), e.g. one per cascade
+    module or per test set (CAE-D-GAN Figs. 9-10); a curve whose labels hold one class is named as undefined."""
     fig, ax = plt.subplots(figsize=FIGSIZE)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance (AUROC 0.5)")
-    if np.unique(labels).size == 2:
-        fpr, tpr, _ = skm.roc_curve(labels, scores)
-        auroc = skm.roc_auc_score(labels, scores)
-        ax.plot(fpr, tpr, color=ABNORMAL_COLOUR, linewidth=2, label=f"model (AUROC {auroc:.3f})")
-    else:
-        ax.text(0.5, 0.6, "ROC undefined:\nthe test set holds one class only", ha="center",
-                bbox={"facecolor": "white", "edgecolor": "grey"})
+    single = len(curves) == 1
+    for name, (labels, scores) in curves.items():
+        labels, scores = _as_arrays(labels, scores)
+        if np.unique(labels).size == 2:
+            fpr, tpr, _ = skm.roc_curve(labels, scores)
+            auroc = skm.roc_auc_score(labels, scores)
+            ax.plot(fpr, tpr, linewidth=2, color=ABNORMAL_COLOUR if single else None, label=f"{name} (AUROC {auroc:.3f})")
+        elif single:
+            ax.text(0.5, 0.6, "ROC undefined:\nthe test set holds one class only", ha="center",
+                    bbox={"facecolor": "white", "edgecolor": "grey"})
+        else:
+            ax.plot([], [], label=f"{name} (undefined: one class only)")
     ax.set(
         xlim=(0, 1), ylim=(0, 1.01), title=title,
         xlabel="false positive rate (normals flagged)", ylabel="true positive rate (anomalies caught)",

@@ -98,3 +98,12 @@ def test_loss_curves_both_phases_with_sparse_discriminator(tmp_path):
         history.append(entry)
     _read_png(plots.plot_loss_curves(history, tmp_path / "loss.png"))
     assert plots._phase_spans(history) == [("reconstruction", 0.5, 5.5), ("adversarial", 5.5, 20.5)]
+
+
+def test_roc_curves_draw_one_labelled_curve_per_set(tmp_path, scored):
+    labels, scores = scored
+    path = plots.plot_roc_curves(
+        {"module_1": (labels, scores), "module_2": (labels, -scores), "only normals": (np.zeros(4), np.arange(4.0))},
+        tmp_path / "rocs.png", title="ROC per module",
+    )
+    assert _read_png(path).shape[2] == 3
