@@ -47,3 +47,8 @@ def test_restored_checkpoint_holds_weights_and_optimizer_state(tmp_path, fixed_b
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert int(restored.reconstruction_optimizer.iterations) == int(model.reconstruction_optimizer.iterations) > 0
     assert int(restored.discriminator_optimizer.iterations) == int(model.discriminator_optimizer.iterations) > 0
+
+
+@pytest.mark.parametrize("xla, expected", [("on", True), ("off", False)])
+def test_xla_setting_reaches_the_compiled_train_step(xla, expected):
+    assert compiled_model(resolve_config("improved_bigan", "phantom", "smoke", xla=xla)).jit_compile is expected

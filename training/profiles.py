@@ -14,6 +14,7 @@ COMMON = {
     "test_fraction": 0.2,  # Improved BiGAN §IV-B: normals split 80/20
     "threshold_quantile": 0.95,
     "image_every": 5,
+    "xla": "auto",  # Keras' default: XLA-compile train steps on a GPU, not on a CPU
 }
 # Phantom size per profile: the smoke profile must run in seconds.
 DATA = {
@@ -24,7 +25,7 @@ DATA = {
 
 # Settings a command-line flag may override (None = keep the profile's value).
 OVERRIDABLE = (
-    "epochs", "epochs_recon", "epochs_adv", "batch_size", "lr", "perceptual_weights", "image_size", "latent_dim",
+    "epochs", "epochs_recon", "epochs_adv", "batch_size", "lr", "perceptual_weights", "image_size", "latent_dim", "xla",
 )
 _ARCHITECTURE_KEYS = ("image_size", "latent_dim")
 

@@ -9,6 +9,8 @@ def compiled_model(config):
     """The model with its optimizers and losses (model.configure); may raise PerceptualWeightsError."""
     model = build_model(config["model"], config["architecture"])
     model.configure(config)
+    if config["xla"] != "auto":
+        model.jit_compile = config["xla"] == "on"
     return model
 
 
