@@ -14,9 +14,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from data.describe import describe  # noqa: E402
+from data.download import download  # noqa: E402
 from data.pipeline import image_dataset  # noqa: E402
-from data.protocols import paper_split, split_from_json, write_split  # noqa: E402
-from data.sources import DATASET_NAMES, DatasetError, load_dataset  # noqa: E402
+from data.protocols import (  # noqa: E402
+    PROTOCOLS,
+    default_protocol,
+    make_split,
+    split_from_json,
+    write_split,
+)
+from data.sources import (  # noqa: E402
+    DATASET_NAMES,
+    SOURCES,
+    DatasetError,
+    available_categories,
+    load_dataset,
+)
 from evaluation.evaluate import calibrate, evaluate  # noqa: E402
 from evaluation.export import export_saved_model  # noqa: E402
 from evaluation.report import summary_table, write_tensorboard_results  # noqa: E402
@@ -57,6 +71,14 @@ def parse_args(argv=None):
     parser.add_argument("--data-dir", help="dataset folder (default: $BIGAN_DATA_DIR/<dataset>, then ./datasets/<dataset>)")
     parser.add_argument("--normal-dir", help="--dataset folder: folder of normal images")
     parser.add_argument("--abnormal-dir", help="--dataset folder: folder of abnormal images")
+    parser.add_argument("--protocol", choices=PROTOCOLS,
+                        help="train/test protocol (default: native for mvtec_ad, cae_d_gan for chest_xray_*, "
+                             "improved_bigan otherwise)")
+    parser.add_argument("--source", default="local", choices=SOURCES, help="plant_village: a local folder or TFDS")
+    parser.add_argument("--describe", action="store_true",
+                        help="print what the dataset holds and how the protocol splits it, then exit (no training)")
+    parser.add_argument("--download", action="store_true",
+                        help="download the dataset (and --category for mvtec_ad) into --data-dir, then exit")
     parser.add_argument("--profile", default="quick", choices=sorted(PROFILES),
                         help="paper = the paper's full schedule; quick = minutes on a CPU; smoke = seconds")
     parser.add_argument("--epochs-recon", type=non_negative_int, help="phase-1 (reconstruction-only) epochs")
@@ -94,19 +116,24 @@ def run(args, model):
     collection = load_dataset(
         config["dataset"], data_dir=args.data_dir, normal_dir=args.normal_dir, abnormal_dir=args.abnormal_dir,
         seed=config["seed"], phantom_normals=config["phantom_normals"], phantom_abnormals=config["phantom_abnormals"],
+        category=config["category"], source=args.source,
     )
     if collection.skipped:
         print(f"Skipped {len(collection.skipped)} unusable file(s); they are listed under 'skipped' in split.json.")
     if run_dir is None:
         run_dir = new_run_dir(args.out, config)
         (run_dir / "config.json").write_text(json.dumps(config, indent=1))
-        split = paper_split(collection.labels, config["seed"], config["test_fraction"], config["validation_fraction"])
+        protocol = args.protocol or default_protocol(config["dataset"])
+        split = make_split(protocol, collection, config["seed"], config["test_fraction"], config["validation_fraction"])
         write_split(run_dir / "split.json", collection, split)
     else:
         split = split_from_json(collection, json.loads((run_dir / "split.json").read_text()))
     print(f"Run directory: {run_dir}")
     print(f"Images: {len(split.train)} train, {len(split.validation)} validation normals, "
           f"{len(split.test)} test ({int(collection.labels[split.test].sum())} abnormal).")
+    if collection.not_used or split.not_used:
+        print(f"Left out on purpose: {len(collection.not_used) + len(split.not_used)} image(s), listed with the "
+              "reason under 'not_used' in split.json.")
 
     size, batch = config["architecture"]["image_size"], config["batch_size"]
     train_ds = image_dataset(collection, split.train, size, batch, training=True, seed=config["seed"])
@@ -136,9 +163,32 @@ def run(args, model):
     return run_dir
 
 
+def prepare_data(args):
+    """--download and/or --describe: the data part only, no model is built."""
+    if args.download:
+        print(download(args.dataset, args.data_dir, args.category))
+    if args.describe:
+        config = resolve_config(model_names(args.model)[0], args.dataset, args.profile, seed=args.seed)
+        protocol = args.protocol or default_protocol(args.dataset)
+        all_categories = args.category == "all"
+        categories = available_categories(args.dataset, args.data_dir, args.source) if all_categories else [args.category]
+        for category in categories:
+            collection = load_dataset(
+                args.dataset, data_dir=args.data_dir, normal_dir=args.normal_dir, abnormal_dir=args.abnormal_dir,
+                seed=args.seed, phantom_normals=config["phantom_normals"],
+                phantom_abnormals=config["phantom_abnormals"], category=category, source=args.source,
+            )
+            split = make_split(protocol, collection, args.seed, config["test_fraction"], config["validation_fraction"])
+            print(f"\n{args.dataset}" + (f" {category}" if category else "") + f" (seed {args.seed}):")
+            print(describe(collection, split, protocol))
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
+        if args.download or args.describe:
+            prepare_data(args)
+            return 0
         for model in model_names(args.model):
             run(args, model)
     except (DatasetError, ModelNotAvailableError, PerceptualWeightsError, ConfigError) as error:
