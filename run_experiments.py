@@ -14,12 +14,26 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from data.describe import describe  # noqa: E402
+from data.download import download  # noqa: E402
 from data.pipeline import image_dataset  # noqa: E402
-from data.protocols import paper_split, split_from_json, write_split  # noqa: E402
-from data.sources import DATASET_NAMES, DatasetError, load_dataset  # noqa: E402
+from data.protocols import (  # noqa: E402
+    PROTOCOLS,
+    default_protocol,
+    make_split,
+    split_from_json,
+    write_split,
+)
+from data.sources import (  # noqa: E402
+    DATASET_NAMES,
+    SOURCES,
+    DatasetError,
+    available_categories,
+    load_dataset,
+)
 from evaluation.evaluate import calibrate, evaluate  # noqa: E402
 from evaluation.export import export_saved_model  # noqa: E402
-from evaluation.report import summary_table, write_report, write_tensorboard_results  # noqa: E402
+from evaluation.report import dataset_label, summary_table, write_report, write_tensorboard_results  # noqa: E402
 from evaluation.scoring import build_detector  # noqa: E402
 from models.config import ConfigError  # noqa: E402
 from models.registry import MODEL_NAMES, ModelNotAvailableError, check_model_name  # noqa: E402
@@ -67,6 +81,14 @@ def parse_args(argv=None):
     parser.add_argument("--data-dir", help="dataset folder (default: $BIGAN_DATA_DIR/<dataset>, then ./datasets/<dataset>)")
     parser.add_argument("--normal-dir", help="--dataset folder: folder of normal images")
     parser.add_argument("--abnormal-dir", help="--dataset folder: folder of abnormal images")
+    parser.add_argument("--protocol", choices=PROTOCOLS,
+                        help="train/test protocol (default: native for mvtec_ad, cae_d_gan for chest_xray_*, "
+                             "improved_bigan otherwise)")
+    parser.add_argument("--source", default="local", choices=SOURCES, help="plant_village: a local folder or TFDS")
+    parser.add_argument("--describe", action="store_true",
+                        help="print what the dataset holds and how the protocol splits it, then exit (no training)")
+    parser.add_argument("--download", action="store_true",
+                        help="download the dataset (and --category for mvtec_ad) into --data-dir, then exit")
     parser.add_argument("--profile", default="quick", choices=PROFILE_NAMES,
                         help="paper = the paper's full schedule; quick = minutes on a CPU; smoke = seconds")
     parser.add_argument("--epochs", type=positive_int, help="training epochs of single-phase models (cae_d_gan)")
@@ -92,10 +114,14 @@ def model_names(value):
     return names
 
 
-def run(args, model, seed):
-    """One model, one seed: data -> split -> train -> calibrate -> evaluate -> export. Returns (config, metrics, run dir)."""
+def run(args, model, seed, category):
+    """One model, seed and category: data -> split -> train -> calibrate -> evaluate -> export.
+
+    Returns (config, metrics, run dir).
+    """
     overrides = {key: getattr(args, key) for key in OVERRIDABLE}
-    config = resolve_config(model, args.dataset, args.profile, seed=seed, category=args.category, **overrides)
+    config = resolve_config(model, args.dataset, args.profile, seed=seed, category=category, **overrides)
+    config["protocol"] = args.protocol or default_protocol(args.dataset)
     run_dir = latest_unfinished_run(args.out, config) if args.resume else None
     if run_dir is not None:
         config = json.loads((run_dir / "config.json").read_text())
@@ -107,19 +133,23 @@ def run(args, model, seed):
     collection = load_dataset(
         config["dataset"], data_dir=args.data_dir, normal_dir=args.normal_dir, abnormal_dir=args.abnormal_dir,
         seed=config["seed"], phantom_normals=config["phantom_normals"], phantom_abnormals=config["phantom_abnormals"],
+        category=config["category"], source=args.source,
     )
     if collection.skipped:
         print(f"Skipped {len(collection.skipped)} unusable file(s); they are listed under 'skipped' in split.json.")
     if run_dir is None:
         run_dir = new_run_dir(args.out, config)
         (run_dir / "config.json").write_text(json.dumps(config, indent=1))
-        split = paper_split(collection.labels, config["seed"], config["test_fraction"], config["validation_fraction"])
+        split = make_split(config["protocol"], collection, config["seed"], config["test_fraction"], config["validation_fraction"])
         write_split(run_dir / "split.json", collection, split)
     else:
         split = split_from_json(collection, json.loads((run_dir / "split.json").read_text()))
     print(f"Run directory: {run_dir}")
     print(f"Images: {len(split.train)} train, {len(split.validation)} validation normals, "
           f"{len(split.test)} test ({int(collection.labels[split.test].sum())} abnormal).")
+    if collection.not_used or split.not_used:
+        print(f"Left out on purpose: {len(collection.not_used) + len(split.not_used)} image(s), listed with the "
+              "reason under 'not_used' in split.json.")
 
     size, batch = config["architecture"]["image_size"], config["batch_size"]
     train_ds = image_dataset(collection, split.train, size, batch, training=True, seed=config["seed"])
@@ -141,17 +171,49 @@ def run(args, model, seed):
     export_saved_model(detector, run_dir / "saved_model", size)
     set_state(run_dir, "finished")
 
-    print(f"\n{model} on {args.dataset} (profile {config['profile']}, seed {config['seed']}), {len(history)} epochs:")
+    print(f"\n{model} on {dataset_label(config)} (profile {config['profile']}, protocol {config['protocol']}, "
+          f"seed {config['seed']}), {len(history)} epochs:")
     print(summary_table(metrics, config))
     print(f"\nEverything is in {run_dir}  (tensorboard --logdir {args.out})")
     return config, metrics, run_dir
 
 
+def categories(args):
+    """--category all -> every category found on disk (MVTec AD, Plant Village); else the one given (or None)."""
+    if args.category == "all":
+        return available_categories(args.dataset, args.data_dir, args.source)
+    return [args.category]
+
+
+def prepare_data(args):
+    """--download and/or --describe: the data part only, no model is built."""
+    if args.download:
+        print(download(args.dataset, args.data_dir, args.category))
+    if args.describe:
+        config = resolve_config(model_names(args.model)[0], args.dataset, args.profile, seed=args.seed)
+        protocol = args.protocol or default_protocol(args.dataset)
+        for category in categories(args):
+            collection = load_dataset(
+                args.dataset, data_dir=args.data_dir, normal_dir=args.normal_dir, abnormal_dir=args.abnormal_dir,
+                seed=args.seed, phantom_normals=config["phantom_normals"],
+                phantom_abnormals=config["phantom_abnormals"], category=category, source=args.source,
+            )
+            split = make_split(protocol, collection, args.seed, config["test_fraction"], config["validation_fraction"])
+            print(f"\n{args.dataset}" + (f" {category}" if category else "") + f" (seed {args.seed}):")
+            print(describe(collection, split, protocol))
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
+        if args.download or args.describe:
+            prepare_data(args)
+            return 0
         models = model_names(args.model)
-        results = [run(args, model, seed) for model in models for seed in (args.seeds or [args.seed])]
+        results = [
+            run(args, model, seed, category)
+            for category in categories(args) for model in models for seed in (args.seeds or [args.seed])
+        ]
         if len(results) > 1:
             report = write_report(results, args.out)
             print(f"\nReport over {len(results)} runs: {report}.md and {report}.csv")

@@ -2,7 +2,11 @@
 
 A source only lists files and checks that they decode; decoding for training is the tf.data
 pipeline's job. Files that cannot be used are listed in ``ImageCollection.skipped`` with a
-reason, never dropped silently, so they can be counted in the run's log and split.json.
+reason, and images a protocol deliberately leaves out in ``ImageCollection.not_used``: nothing
+is dropped silently, so both can be counted in the run's log, --describe and split.json.
+
+The published layouts live in one module per family (data.layouts for the class-folder sets,
+data.mvtec, data.plant_village); this module holds what they share and dispatches to them.
 """
 
 from __future__ import annotations
@@ -19,21 +23,9 @@ DATASET_NAMES = (
 )
 # What tf.io.decode_image reads.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-
-# Brain MRI class folders (lower case) of the three Kaggle layouts; normal = 0, tumour = 1.
-_BRAIN_MRI_CLASSES = {
-    "no": 0, "notumor": 0, "no_tumor": 0,
-    "yes": 1, "glioma": 1, "meningioma": 1, "pituitary": 1,
-    "glioma_tumor": 1, "meningioma_tumor": 1, "pituitary_tumor": 1,
-}
-_BRAIN_MRI_SPLITS = ("training", "testing")
+CATEGORY_DATASETS = ("mvtec_ad", "plant_village")
+SOURCES = ("local", "tfds")
 _FOLDER_FLAGS = {0: "--normal-dir", 1: "--abnormal-dir"}
-_BRAIN_MRI_LAYOUTS = (
-    "Expected one of: yes/ + no/ (Kaggle 'Brain MRI Images for Brain Tumor Detection' or Br35H), "
-    "Training|Testing/{glioma,meningioma,notumor,pituitary} ('Brain Tumor MRI Dataset'), or "
-    "Training|Testing/{glioma_tumor,meningioma_tumor,no_tumor,pituitary_tumor}; download one "
-    "from kaggle.com and pass --data-dir, set $BIGAN_DATA_DIR, or place it in ./datasets/brain_mri."
-)
 
 
 @dataclasses.dataclass
@@ -45,18 +37,54 @@ class ImageCollection:
     images: np.ndarray | None = None  # uint8 [N, H, W] for in-memory sources; None for files
     masks: np.ndarray | None = None  # uint8 [N, H, W] in {0, 1} where known; None otherwise
     skipped: list[dict] = dataclasses.field(default_factory=list)  # [{"path", "reason"}]
-    classes: list[str] | None = None  # per image: the original class / defect name
+    classes: list[str] | None = None  # per image, the class or defect folder as published ("good", "crack", "NORMAL")
+    native_split: np.ndarray | None = None  # per image "train" / "test" / "val" where the layout has its own split
+    mask_paths: list[str | None] | None = None  # per image ground-truth mask file; None = no defect pixels
+    layout: str | None = None  # the recognised layout, named for --describe and error messages
+    root: str | None = None  # the folder the layout was found in
+    not_used: list[dict] = dataclasses.field(default_factory=list)  # [{"path", "reason"}]: left out on purpose
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def masks_for(self, indices, size):
-        """uint8 {0, 1} [len(indices), size, size] ground-truth masks, or None without masks."""
-        if self.masks is None:
-            return None
-        import tensorflow as tf
+    def masks_for(self, indices, size: int) -> np.ndarray | None:
+        """Ground-truth masks of `indices` as uint8 {0, 1} [len(indices), size, size]; None without masks.
 
-        return tf.image.resize(self.masks[indices][..., None], (size, size), method="nearest").numpy()[..., 0]
+        Nearest-neighbour resizing (as tf.image.resize does it) keeps masks binary; an image
+        without a mask file has no defect pixels (MVTec's good images).
+        """
+        import tensorflow as tf  # deferred: listing a dataset must not pay for importing TensorFlow
+
+        if self.masks is None and self.mask_paths is None:
+            return None
+        masks = np.zeros((len(indices), size, size), np.uint8)
+        for row, index in enumerate(indices):
+            mask = self.masks[index] if self.masks is not None else _read_mask(self.mask_paths[index])
+            if mask is not None:
+                resized = tf.image.resize((mask > 0)[..., None].astype(np.uint8), (size, size), method="nearest")
+                masks[row] = resized.numpy()[..., 0]
+        return masks
+
+
+def _read_mask(path: str | None) -> np.ndarray | None:
+    import cv2  # deferred with TensorFlow: only evaluation reads masks
+
+    if path is None:
+        return None
+    mask = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise DatasetError(f"The ground-truth mask '{path}' cannot be read as an image; restore it from the archive.")
+    return mask
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassFolder:
+    """One folder of images of one class, as a layout names it."""
+
+    path: pathlib.Path
+    label: int  # 0 normal, 1 abnormal
+    name: str  # the class or defect as published: "NORMAL", "crack", "Tomato___healthy"
+    split: str | None = None  # the layout's own split: "train", "test", "val"
 
 
 class DatasetError(Exception):
@@ -86,22 +114,91 @@ def load_dataset(
     phantom_normals: int = 500,
     phantom_abnormals: int = 150,
     phantom_size: int = 128,
+    category: str | None = None,
+    source: str = "local",
 ) -> ImageCollection:
-    """Load dataset `name` (one of DATASET_NAMES); raise DatasetError with a user-facing message."""
-    if name == "phantom":
-        from data.phantom import make_phantom  # deferred: data.phantom imports ImageCollection
+    """Load dataset `name` (one of DATASET_NAMES); raise DatasetError with a user-facing message.
 
-        return make_phantom(phantom_normals, phantom_abnormals, phantom_size, seed)
-    if name == "brain_mri":
-        return _load_brain_mri(resolve_data_dir(name, data_dir))
+    `category` picks an MVTec AD category or a Plant Village species; `source="tfds"` reads
+    Plant Village from TensorFlow Datasets instead of a local folder.
+    """
+    # Deferred imports: the family modules import this one.
+    from data import layouts, mvtec, plant_village
+    from data.phantom import make_phantom
+
+    _check_options(name, category, source)
+    if name == "phantom":
+        collection = make_phantom(phantom_normals, phantom_abnormals, phantom_size, seed)
+        return dataclasses.replace(collection, layout="phantom (generated)")
     if name == "folder":
         return _load_folders(normal_dir, abnormal_dir)
-    if name in DATASET_NAMES:
-        raise DatasetError(
-            f"Dataset '{name}' is not available in this version yet; use phantom, brain_mri, or "
-            "folder with --normal-dir and --abnormal-dir."
-        )
-    raise DatasetError(f"Unknown dataset '{name}'; choose one of: {', '.join(DATASET_NAMES)}.")
+    if name == "mvtec_ad":
+        return mvtec.load_mvtec(resolve_data_dir(name, data_dir), category)
+    if name == "plant_village" and source == "tfds":
+        return plant_village.load_plant_village_tfds(data_dir, category)
+    if name == "plant_village":
+        return plant_village.load_plant_village(resolve_data_dir(name, data_dir), category)
+    return layouts.load_class_folders(name, resolve_data_dir(name, data_dir))
+
+
+def available_categories(dataset: str, data_dir: str | None = None, source: str = "local") -> list[str]:
+    """The categories `--category all` runs over: MVTec AD categories or Plant Village species found."""
+    from data import mvtec, plant_village  # deferred: they import this module
+
+    _check_options(dataset, "all", source)
+    if dataset == "mvtec_ad":
+        return mvtec.mvtec_categories(resolve_data_dir(dataset, data_dir))
+    if source == "tfds":
+        return plant_village.tfds_species(data_dir)
+    return plant_village.plant_species(resolve_data_dir(dataset, data_dir))
+
+
+def _check_options(name: str, category: str | None, source: str) -> None:
+    if name not in DATASET_NAMES:
+        raise DatasetError(f"Unknown dataset '{name}'; choose one of: {', '.join(DATASET_NAMES)}.")
+    if category is not None and name not in CATEGORY_DATASETS:
+        raise DatasetError(f"--category applies to {' and '.join(CATEGORY_DATASETS)} only, not to {name}.")
+    if source not in SOURCES:
+        raise DatasetError(f"Unknown --source '{source}'; choose one of: {', '.join(SOURCES)}.")
+    if source == "tfds" and name != "plant_village":
+        raise DatasetError(f"--source tfds is available for plant_village only; {name} is read from a local folder.")
+
+
+def collect_class_folders(
+    folders: list[ClassFolder], layout: str, root: pathlib.Path | None, not_used: list[dict] | None = None
+) -> ImageCollection:
+    """Collect the images of every class folder once (one _collect call) and note each image's class and split.
+
+    Each image is attributed to the deepest class folder that holds it, so nested folders
+    (never passed by the layouts, but harmless) cannot swap classes.
+    """
+    collection = _collect([(folder.path, folder.label) for folder in folders])
+    by_depth = sorted(folders, key=lambda folder: len(folder.path.parts), reverse=True)
+    owners = [_owner(pathlib.Path(path), by_depth) for path in collection.ids]
+    has_split = any(folder.split for folder in folders)
+    return dataclasses.replace(
+        collection,
+        classes=[owner.name for owner in owners],
+        native_split=np.array([owner.split for owner in owners], dtype=object) if has_split else None,
+        layout=layout,
+        root=None if root is None else str(root),
+        not_used=list(not_used or []),
+    )
+
+
+def _owner(path: pathlib.Path, folders: list[ClassFolder]) -> ClassFolder:
+    """The first of `folders` holding `path`; compared resolved too, in case a link led there."""
+    for folder in folders:
+        if path.is_relative_to(folder.path):
+            return folder
+    resolved = path.resolve()
+    return next(folder for folder in folders if resolved.is_relative_to(folder.path.resolve()))
+
+
+def list_images(folder: pathlib.Path, reason: str) -> list[dict]:
+    """The image files under `folder`, each with `reason`: how deliberately unused images are recorded."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return [{"path": str(path), "reason": reason} for path in files]
 
 
 def find_undecodable(paths: list[str]) -> dict[str, str]:
@@ -133,66 +230,24 @@ def find_undecodable(paths: list[str]) -> dict[str, str]:
     return bad
 
 
-def _load_brain_mri(root: pathlib.Path | None) -> ImageCollection:
-    if root is None:
-        raise DatasetError(
-            "No brain MRI folder was given or found (--data-dir, $BIGAN_DATA_DIR/brain_mri, "
-            f"./datasets/brain_mri). {_BRAIN_MRI_LAYOUTS}"
-        )
-    class_dirs = _find_brain_mri_classes(root) if root.is_dir() else None
-    if not class_dirs:
-        raise DatasetError(f"No brain MRI images found under '{root}'. {_BRAIN_MRI_LAYOUTS}")
-    collection = _collect(class_dirs)
-    for label, kind in ((0, "normal (no tumour)"), (1, "tumour")):
-        if not np.any(collection.labels == label):
-            raise DatasetError(
-                f"No usable {kind} brain MRI images found under '{root}' "
-                f"({len(collection.skipped)} files skipped). {_BRAIN_MRI_LAYOUTS}"
-            )
-    return collection
-
-
-def _find_brain_mri_classes(root: pathlib.Path) -> list[tuple[pathlib.Path, int]] | None:
-    """Class folders with their labels, in `root` itself or one level down (an extra unzip folder).
-
-    The first folder with a recognised layout wins, so a copy nested inside (the navoneel zip
-    holds yes/ + no/ twice) is not counted again; hidden and __MACOSX folders are not searched.
-    """
-    nested = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
-    for base in [root, *nested]:
-        children = _subdirs(base)
-        parents = [children[s] for s in _BRAIN_MRI_SPLITS if s in children] or [base]
-        found = [
-            (folder, _BRAIN_MRI_CLASSES[name])
-            for parent in parents
-            for name, folder in sorted(_subdirs(parent).items())
-            if name in _BRAIN_MRI_CLASSES
-        ]
-        if {label for _, label in found} == {0, 1}:
-            return found
-    return None
-
-
-def _subdirs(folder: pathlib.Path) -> dict[str, pathlib.Path]:
-    """Sub-folders by lower-cased name: Kaggle archives differ in capitalisation."""
-    return {p.name.lower(): p for p in folder.iterdir() if p.is_dir()}
-
-
 def _load_folders(normal_dir: str | None, abnormal_dir: str | None) -> ImageCollection:
     if not normal_dir or not abnormal_dir:
         raise DatasetError(
             "--dataset folder needs both --normal-dir and --abnormal-dir: folders of normal and "
             "of abnormal images (searched recursively)."
         )
-    class_dirs = [(pathlib.Path(normal_dir), 0), (pathlib.Path(abnormal_dir), 1)]
-    for folder, label in class_dirs:
-        if not folder.is_dir():
-            raise DatasetError(f"The {_FOLDER_FLAGS[label]} folder '{folder}' does not exist.")
-    collection = _collect(class_dirs)
-    for folder, label in class_dirs:
-        if not np.any(collection.labels == label):
+    folders = [
+        ClassFolder(pathlib.Path(path), label, pathlib.Path(path).name)
+        for path, label in ((normal_dir, 0), (abnormal_dir, 1))
+    ]
+    for folder in folders:
+        if not folder.path.is_dir():
+            raise DatasetError(f"The {_FOLDER_FLAGS[folder.label]} folder '{folder.path}' does not exist.")
+    collection = collect_class_folders(folders, "folder (--normal-dir, --abnormal-dir)", None)
+    for folder in folders:
+        if not np.any(collection.labels == folder.label):
             raise DatasetError(
-                f"The {_FOLDER_FLAGS[label]} folder '{folder}' has no usable images "
+                f"The {_FOLDER_FLAGS[folder.label]} folder '{folder.path}' has no usable images "
                 f"({', '.join(IMAGE_EXTENSIONS)}, searched recursively)."
             )
     return collection

@@ -184,10 +184,14 @@ def test_find_undecodable_reports_only_bad_files(tmp_path):
     }
 
 
-@pytest.mark.parametrize("name", ["mvtec_ad", "chest_xray_2"])
-def test_datasets_not_yet_available_say_so(name):
-    with pytest.raises(DatasetError, match="not available"):
-        load_dataset(name)
+@pytest.mark.parametrize(
+    "name", ["brain_mri", "mvtec_ad", "plant_village", "chest_xray_1", "chest_xray_2", "chest_xray_3"]
+)
+def test_every_dataset_without_a_folder_says_where_to_get_it(name, tmp_path, monkeypatch):
+    monkeypatch.delenv("BIGAN_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetError, match=f"No {name} folder was given or found .* https://"):
+        load_dataset(name, category="bottle" if name == "mvtec_ad" else None)
 
 
 def test_unknown_dataset_lists_the_known_ones():
