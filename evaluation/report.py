@@ -146,8 +146,11 @@ def report_rows(results):
 def write_report(results, out_root):
     """report.md + report.csv for a multi-model / multi-seed / multi-category call; returns their path stem."""
     rows = report_rows(results)
-    datasets = sorted({row["dataset"] for row in rows})
-    stem = pathlib.Path(out_root) / (datasets[0] if len(datasets) == 1 else "multi") / "report"
+    labels = {row["dataset"] for row in rows}
+    datasets = {config["dataset"] for config, _, _ in results}
+    # runs/<dataset>[-<category>]/report for one dataset (all categories: runs/<dataset>/report), else runs/multi/.
+    folder = labels.pop() if len(labels) == 1 else datasets.pop() if len(datasets) == 1 else "multi"
+    stem = pathlib.Path(out_root) / folder / "report"
     stem.parent.mkdir(parents=True, exist_ok=True)
     with open(stem.with_suffix(".csv"), "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

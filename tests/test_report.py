@@ -57,3 +57,11 @@ def test_flags_that_do_not_apply_to_a_model_are_refused():
         resolve_config("improved_bigan", "phantom", "quick", epochs=5)
     with pytest.raises(ConfigError, match="multiple of 16"):
         resolve_config("improved_bigan", "phantom", "quick", image_size=72)
+
+
+def test_report_over_categories_lands_in_the_dataset_folder(tmp_path):
+    results = [result("improved_bigan", 0, 0.7, dataset="mvtec_ad"), result("improved_bigan", 0, 0.8, dataset="mvtec_ad")]
+    results[0][0]["category"], results[1][0]["category"] = "bottle", "cable"
+    assert [row["dataset"] for row in report_rows(results)] == ["mvtec_ad-bottle", "mvtec_ad-cable"]
+    assert report_rows(results)[0]["auroc_paper"] == pytest.approx(0.921)
+    assert write_report(results, tmp_path) == tmp_path / "mvtec_ad" / "report"
