@@ -62,6 +62,7 @@ def split_to_json(collection: ImageCollection, split: Split) -> dict:
         for part in _PARTS
     }
     payload["skipped"] = list(collection.skipped)
+    payload["duplicates"] = collection.duplicates
     return payload
 
 
