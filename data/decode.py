@@ -74,7 +74,7 @@ def _decode(data, decoder, reduction):
     return _to_unit_range(_colour_channels(values), bit_depth), tf.shape(values)[-1], bit_depth
 
 
-# The scan calls this once per file: as one graph it costs a tenth of the same ops run eagerly.
+# The scan calls this once per file: as one graph it runs about 3x faster than op by op (eagerly).
 _decode_in_scan = tf.function(_decode)
 
 
@@ -92,9 +92,10 @@ def inspect_image(path) -> tuple[dict, np.ndarray]:
     data = pathlib.Path(path).read_bytes()
     image_format = _check_container(data)
     info = {"format": image_format, **_header_info(image_format, data)}
+    reduction = 1
     if "width" in info:
         _check_size(info["width"], info["height"])
-    reduction = _reduction(info["width"], info["height"]) if "width" in info else 1
+        reduction = _reduction(info["width"], info["height"])
     decoder = "opencv" if reduction > 1 else _first_choice_decoder(info)
     data = tf.constant(data)  # not bytes: numpy_function would drop their trailing NULs
     image, channels, bit_depth, decoder = _decode_or_fall_back(data, decoder, reduction, image_format)
@@ -109,7 +110,7 @@ def inspect_image(path) -> tuple[dict, np.ndarray]:
     return info, image.numpy()
 
 
-def sniff_format(data: bytes) -> str | None:
+def _sniff_format(data: bytes) -> str | None:
     """Image format from the file's first bytes (not its suffix, which can lie)."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WEBP"
@@ -120,7 +121,7 @@ def _check_container(data: bytes) -> str:
     """The image format; UnusableImage for an empty file, a non-image or a truncated file."""
     if not data:
         raise UnusableImage("empty file")
-    image_format = sniff_format(data)
+    image_format = _sniff_format(data)
     if image_format is None:
         raise UnusableImage(f"not an image (content starts with {data[:8]!r})")
     if not _has_end_marker(image_format, data):
@@ -235,7 +236,7 @@ def _read_with_opencv(data: bytes, reduction) -> tuple[np.ndarray, np.int32]:
         data = data.item()
     buffer = np.frombuffer(data, np.uint8)
     reduction = int(reduction)
-    if reduction > 1 and sniff_format(data) == "JPEG":
+    if reduction > 1 and _sniff_format(data) == "JPEG":
         image = cv2.imdecode(buffer, _OPENCV_REDUCED_JPEG[reduction])  # libjpeg DCT scaling
     else:
         image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
