@@ -137,6 +137,11 @@ def run(args, model, seed, category):
     )
     if collection.skipped:
         print(f"Skipped {len(collection.skipped)} unusable file(s); they are listed under 'skipped' in split.json.")
+    duplicates = collection.duplicates or {}
+    if duplicates.get("exact_images") or duplicates.get("near_images"):
+        print(f"Duplicates: {duplicates['exact_groups']} exact groups ({duplicates['exact_images']} images), "
+              f"{duplicates['near_groups']} near groups ({duplicates['near_images']} images); "
+              "each group is kept inside one split.")
     if run_dir is None:
         run_dir = new_run_dir(args.out, config)
         (run_dir / "config.json").write_text(json.dumps(config, indent=1))

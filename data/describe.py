@@ -32,8 +32,8 @@ def describe(collection: ImageCollection, split: Split, protocol: str) -> str:
         *_protocol_lines(collection, split, protocol),
         *_reasons("Not used on purpose", collection.not_used),
         *_reasons("Skipped", collection.skipped),
-        *_file_info_lines(getattr(collection, "file_info", None), collection),  # set by the file checks, where run
-        _duplicates_line(getattr(collection, "duplicates", None)),
+        *_file_info_lines(collection.file_info, collection),  # set by the file checks, where run
+        _duplicates_line(collection.duplicates),
     ]
     if collection.mask_paths is not None:
         with_mask = sum(path is not None for path in collection.mask_paths)
@@ -115,12 +115,14 @@ def _most_common(counter: collections.Counter) -> str:
 
 
 def _duplicates_line(duplicates: dict | None) -> str:
+    """Counts from data.duplicates (exact = same decoded pixels, near = perceptual hash)."""
     if duplicates is None:
-        return "Duplicates: not checked"
-    if not duplicates:
+        return "Duplicates: not checked (generated or in-memory data)"
+    if not (duplicates.get("exact_images") or duplicates.get("near_images")):
         return "Duplicates: none found"
-    examples = "; ".join(
-        ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else f"{key}: {value}"
-        for key, value in list(duplicates.items())[:_EXAMPLES]
+    return (
+        f"Duplicates: {duplicates['exact_groups']} exact groups ({duplicates['exact_images']} images), "
+        f"{duplicates['near_groups']} near groups ({duplicates['near_images']} images), "
+        f"{duplicates['mixed_label_groups']} groups mixing normal and abnormal, "
+        f"{duplicates['dropped_conflicting']} exact copies labelled both ways dropped; each group stays in one split"
     )
-    return f"Duplicates: {len(duplicates):,} groups, e.g. {examples}"

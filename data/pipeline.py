@@ -7,6 +7,8 @@ SavedModel all call it, so a deployed model sees exactly what the evaluated one 
 import keras
 import tensorflow as tf
 
+from data.decode import DECODERS, decode_file
+
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -32,11 +34,6 @@ def _grayscale(images):
     return tf.image.rgb_to_grayscale(images[..., :3])
 
 
-def decode_file(path):
-    """Any JPEG/PNG/BMP/GIF (8- or 16-bit, any mode) -> float [H, W, C] in [0, 1]."""
-    return tf.io.decode_image(tf.io.read_file(path), channels=0, dtype=tf.float32, expand_animations=False)
-
-
 def build_augmenter(seed):
     """Paper §IV-B augmentation of training normals: translation, flipping, scaling.
 
@@ -60,8 +57,21 @@ def _source_dataset(collection, indices, image_size):
         return ds.map(lambda image: to_model_input(tf.cast(image, tf.float32) / 255.0, image_size),
                       num_parallel_calls=AUTOTUNE)
     paths = [collection.ids[index] for index in indices]
-    ds = tf.data.Dataset.from_tensor_slices(paths)
-    return ds.map(lambda path: to_model_input(decode_file(path), image_size), num_parallel_calls=AUTOTUNE)
+    infos = [collection.file_info[index] for index in indices] if collection.file_info else []
+    decoders = [info["decoder"] for info in infos] or ["tf"] * len(paths)
+    reductions = [info["reduction"] for info in infos] or [1] * len(paths)
+    # One decoder for all files (the usual case) keeps the switch, and OpenCV, out of the graph.
+    only_decoder = decoders[0] if len(set(decoders)) == 1 else None
+    ds = tf.data.Dataset.from_tensor_slices((
+        tf.constant(paths, tf.string),
+        tf.constant([DECODERS.index(name) for name in decoders], tf.int32),
+        tf.constant(reductions, tf.int32),
+    ))
+
+    def model_input(path, decoder, reduction):
+        return to_model_input(decode_file(path, only_decoder or decoder, reduction), image_size)
+
+    return ds.map(model_input, num_parallel_calls=AUTOTUNE)
 
 
 def image_dataset(collection, indices, image_size, batch_size, training=False, seed=0):

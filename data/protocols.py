@@ -150,7 +150,7 @@ def _groups(collection: ImageCollection, indices) -> list[np.ndarray]:
     Units are ordered by their first index, so with no duplicates the shuffle below is the
     same permutation of the normals as before groups existed.
     """
-    groups = getattr(collection, "groups", None)  # set by duplicate detection, where it ran
+    groups = collection.groups  # set by duplicate detection, where it ran
     units: dict[object, list[int]] = {}
     for i in indices:
         key = i if groups is None or groups[i] is None else ("group", groups[i])
@@ -225,6 +225,7 @@ def split_to_json(collection: ImageCollection, split: Split) -> dict:
         {"path": collection.ids[i], "label": int(collection.labels[i]), "reason": reason}
         for i, reason in sorted(split.not_used.items())
     ]
+    payload["duplicates"] = collection.duplicates
     return payload
 
 

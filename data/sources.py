@@ -11,20 +11,22 @@ data.mvtec, data.plant_village); this module holds what they share and dispatche
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import os
 import pathlib
 
 import numpy as np
 
+from data.files import IMAGE_EXTENSIONS, list_image_files
+
 DATASET_NAMES = (
     "phantom", "brain_mri", "mvtec_ad", "plant_village",
     "chest_xray_1", "chest_xray_2", "chest_xray_3", "folder",
 )
-# What tf.io.decode_image reads.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 CATEGORY_DATASETS = ("mvtec_ad", "plant_village")
 SOURCES = ("local", "tfds")
+_SCAN_THREADS = min(8, 2 * (os.cpu_count() or 1))  # twice the cores: decoding releases the GIL, Python glue does not
 _FOLDER_FLAGS = {0: "--normal-dir", 1: "--abnormal-dir"}
 
 
@@ -43,6 +45,11 @@ class ImageCollection:
     layout: str | None = None  # the recognised layout, named for --describe and error messages
     root: str | None = None  # the folder the layout was found in
     not_used: list[dict] = dataclasses.field(default_factory=list)  # [{"path", "reason"}]: left out on purpose
+    # Per image, from the scan: {"width", "height", "channels", "mode", "bit_depth", "format",
+    # "decoder", "reduction"} (data.decode.inspect_image); None for in-memory sources.
+    file_info: list[dict] | None = None
+    groups: np.ndarray | None = None  # int64 [N] duplicate group; a group stays in one split. None: all distinct
+    duplicates: dict | None = None  # duplicate counts (data.duplicates.find_duplicates), for split.json
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -201,33 +208,26 @@ def list_images(folder: pathlib.Path, reason: str) -> list[dict]:
     return [{"path": str(path), "reason": reason} for path in files]
 
 
-def find_undecodable(paths: list[str]) -> dict[str, str]:
-    """Map each path that is empty or does not decode as an image to the reason.
+def scan_files(paths: list[str]) -> list[tuple[dict, tuple[bytes, np.ndarray]] | str]:
+    """Check, decode and fingerprint every file once, in parallel: (file_info, fingerprint) or why to skip it.
 
-    Decodes every file once, in parallel with tf.data; a file that raises is dropped by
-    ignore_errors(), so the paths that do not come out are the undecodable ones.
+    A thread pool suffices: tf.io and OpenCV decode with the GIL released. The imports are
+    deferred: listing the phantom must not pay for importing TensorFlow.
     """
-    import tensorflow as tf  # deferred: listing the phantom must not pay for importing TensorFlow
+    from data.decode import UnusableImage, inspect_image
+    from data.duplicates import fingerprint
 
-    bad = {path: "empty file" for path in paths if os.path.getsize(path) == 0}
-    candidates = [path for path in paths if path not in bad]
-    if not candidates:
-        return bad
+    def scan(path):
+        try:
+            info, image = inspect_image(path)
+        except UnusableImage as error:
+            return str(error)
+        except OSError as error:
+            return f"cannot be read ({error.strerror})"
+        return info, fingerprint(image)
 
-    def decode(path):
-        image = tf.io.decode_image(
-            tf.io.read_file(path), channels=0, dtype=tf.float32, expand_animations=False
-        )
-        return path, tf.size(image) > 0  # using the image keeps the decode from being pruned
-
-    decoded = (
-        tf.data.Dataset.from_tensor_slices(candidates)
-        .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-        .ignore_errors()
-    )
-    ok = {path.decode() for path, nonempty in decoded.as_numpy_iterator() if nonempty}
-    bad.update({path: "cannot be decoded as an image" for path in candidates if path not in ok})
-    return bad
+    with concurrent.futures.ThreadPoolExecutor(_SCAN_THREADS) as pool:
+        return list(pool.map(scan, paths))
 
 
 def _load_folders(normal_dir: str | None, abnormal_dir: str | None) -> ImageCollection:
@@ -254,20 +254,36 @@ def _load_folders(normal_dir: str | None, abnormal_dir: str | None) -> ImageColl
 
 
 def _collect(class_dirs: list[tuple[pathlib.Path, int]]) -> ImageCollection:
-    """List the image files under each class folder (recursively, sorted) and set aside unusable ones."""
+    """The usable images under each class folder (recursively, sorted), with duplicate groups.
+
+    Every file left out is listed in `skipped` with its reason: not an image, unusable, or an
+    exact copy that carries both labels (data.duplicates).
+    """
+    from data.duplicates import find_duplicates  # deferred with scan_files
+
     files, skipped = [], []
     for folder, label in class_dirs:
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            if path.suffix.lower() in IMAGE_EXTENSIONS:
-                files.append((str(path), label))
-            else:
-                reason = f"not a supported image type ({path.suffix.lower() or path.name})"
-                skipped.append({"path": str(path), "reason": reason})
-    bad = find_undecodable([path for path, _ in files])
-    skipped += [{"path": path, "reason": bad[path]} for path, _ in files if path in bad]
-    usable = [(path, label) for path, label in files if path not in bad]
+        found, left_out = list_image_files(folder)
+        files += [(str(path), label) for path in found]
+        skipped += left_out
+    usable = []
+    for (path, label), scanned in zip(files, scan_files([path for path, _ in files])):
+        if isinstance(scanned, str):
+            skipped.append({"path": path, "reason": scanned})
+        else:
+            usable.append((path, label, *scanned))
+    ids, labels, infos, fingerprints = (list(column) for column in zip(*usable)) if usable else ([],) * 4
+    duplicates = find_duplicates(fingerprints, labels)
+    skipped += [
+        {"path": ids[i], "reason": f"exact duplicate present as both normal and abnormal ({ids[other]})"}
+        for i, other in duplicates.dropped.items()
+    ]
+    kept = [i for i in range(len(ids)) if i not in duplicates.dropped]
     return ImageCollection(
-        ids=[path for path, _ in usable],
-        labels=np.array([label for _, label in usable], dtype=np.int64),
-        skipped=skipped,
+        ids=[ids[i] for i in kept],
+        labels=np.array([labels[i] for i in kept], dtype=np.int64),
+        skipped=sorted(skipped, key=lambda entry: entry["path"]),
+        file_info=[infos[i] for i in kept],
+        groups=duplicates.groups,
+        duplicates=duplicates.counts,
     )

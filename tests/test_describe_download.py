@@ -43,9 +43,9 @@ def test_describe_counts_classes_splits_not_used_and_skips(chest_1):
     assert "Protocol cae_d_gan: train 3 normals, validation 1 normals, test 4 normal + 6 abnormal" in text
     assert "test set 25% of abnormals: 4 normal + 2 abnormal" in text
     assert "Not used on purpose: 3" in text and "Lung_Opacity is not one of the paper's classes" in text
-    assert "Skipped: 2" in text and "cannot be decoded as an image: 1, e.g." in text and "broken.png" in text
+    assert "Skipped: 2" in text and "truncated (PNG without its end marker): 1, e.g." in text and "broken.png" in text
     assert "not a supported image type (.txt): 1" in text
-    assert "Duplicates: not checked" in text
+    assert "Duplicates: none found" in text
 
 
 def test_describe_summarises_file_info_and_duplicates():
@@ -53,11 +53,12 @@ def test_describe_summarises_file_info_and_duplicates():
     collection = load_dataset("phantom", phantom_normals=4, phantom_abnormals=2, phantom_size=16)
     collection.file_info = [{"width": 16, "height": 16, "channels": 1, "bit_depth": 8, "format": "PNG"}] * 5 + [
         {"width": None, "height": None, "channels": None, "bit_depth": None, "format": None}]
-    collection.duplicates = {"a1b2": ["x/1.png", "y/1.png"]}
+    collection.duplicates = {"exact_groups": 1, "exact_images": 2, "near_groups": 0, "near_images": 0,
+                             "mixed_label_groups": 0, "dropped_conflicting": 0}
     text = describe(collection, make_split("improved_bigan", collection, seed=0), "improved_bigan")
     assert "Image sizes: 16x16 (5), ?x? (1)" in text
     assert "Image modes: PNG 8-bit 1-channel (5), ? ?-bit ?-channel (1)" in text
-    assert "Duplicates: 1 groups, e.g. x/1.png, y/1.png" in text
+    assert "Duplicates: 1 exact groups (2 images), 0 near groups (0 images)" in text
 
 
 def test_cli_describe_prints_and_exits_without_training(chest_1, tmp_path, capsys):
@@ -144,8 +145,9 @@ class Response(io.BytesIO):
 
 
 def test_mvtec_download_checks_extracts_and_prints_the_sha256(tmp_path, monkeypatch, capsys):
-    png = cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes()
-    archive = tar_xz({f"bottle/{part}/000.png": png for part in ("train/good", "test/good", "test/broken_large")})
+    parts = ("train/good", "test/good", "test/broken_large")
+    pngs = {part: cv2.imencode(".png", np.full((8, 8), 60 * i, np.uint8))[1].tobytes() for i, part in enumerate(parts)}
+    archive = tar_xz({f"bottle/{part}/000.png": png for part, png in pngs.items()})
     requested = []
 
     def urlopen(url, timeout):
@@ -155,7 +157,7 @@ def test_mvtec_download_checks_extracts_and_prints_the_sha256(tmp_path, monkeypa
     monkeypatch.setattr(downloads.urllib.request, "urlopen", urlopen)
     message = downloads.download("mvtec_ad", str(tmp_path), "Bottle")
     assert requested == [downloads.MVTEC_URLS["bottle"]] and requested[0].endswith("/bottle.tar.xz")
-    assert (tmp_path / "bottle" / "test" / "broken_large" / "000.png").read_bytes() == png
+    assert (tmp_path / "bottle" / "test" / "broken_large" / "000.png").read_bytes() == pngs["test/broken_large"]
     assert not list(tmp_path.glob("*.tar.xz*")) and message == f"MVTec AD bottle ready in {tmp_path}."
     assert f"bottle: sha256 {hashlib.sha256(archive).hexdigest()}" in capsys.readouterr().err
     assert len(load_dataset("mvtec_ad", data_dir=str(tmp_path), category="bottle")) == 3

@@ -1,10 +1,11 @@
 import pathlib
+import zlib
 
 import cv2
 import numpy as np
 import pytest
 
-from data.sources import DatasetError, find_undecodable, load_dataset, resolve_data_dir
+from data.sources import DatasetError, load_dataset, resolve_data_dir, scan_files
 
 try:
     from PIL import Image
@@ -14,11 +15,11 @@ except ImportError:  # Pillow is optional: without it the palette PNG case is no
 EXPECTED_LAYOUTS = ("yes/ + no/", "Training|Testing/{glioma,meningioma,notumor,pituitary}", "kaggle.com")
 BAD_FILES = {
     "empty.jpg": "empty file",
-    "garbage.png": "cannot be decoded as an image",
-    "truncated.jpg": "cannot be decoded as an image",
+    "garbage.png": "truncated (PNG without its end marker)",
+    "truncated.jpg": "truncated (JPEG without its end marker)",
     "notes.txt": "not a supported image type (.txt)",
-    "scan.tif": "not a supported image type (.tif)",
-    ".DS_Store": "not a supported image type (.DS_Store)",
+    "scan.tif": "corrupt TIFF (OpenCV cannot decode it)",
+    ".DS_Store": "hidden file or folder (OS metadata)",
 }
 
 
@@ -26,10 +27,11 @@ def write_images(folder: pathlib.Path, n: int = 1) -> list[str]:
     """Write `n` copies of every image variant the Kaggle sets contain; returns their paths.
 
     RGB JPEG, grayscale PNG, RGBA PNG, 16-bit PNG, palette PNG, BMP, GIF, an odd size and an
-    upper-case extension.
+    upper-case extension. Each folder gets its own pixels: identical images in two class folders
+    would be dropped as exact duplicates carrying both labels.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(zlib.crc32(str(folder).encode()))
     written = []
     for k in range(n):
         gray = rng.integers(0, 256, (40, 48), dtype=np.uint8)
@@ -175,13 +177,15 @@ def test_folder_source_errors_name_the_folder(tmp_path):
         load_dataset("folder", normal_dir=str(tmp_path / "good"), abnormal_dir=str(tmp_path / "defects"))
 
 
-def test_find_undecodable_reports_only_bad_files(tmp_path):
+def test_scan_files_reports_only_bad_files(tmp_path):
     good = write_images(tmp_path)
-    bad = [p for p in write_bad_files(tmp_path) if p.endswith((".jpg", ".png"))]
-    reasons = find_undecodable(good + bad)
-    assert {pathlib.Path(p).name: r for p, r in reasons.items()} == {
-        name: BAD_FILES[name] for name in ("empty.jpg", "garbage.png", "truncated.jpg")
+    bad = [p for p in write_bad_files(tmp_path) if p.endswith((".jpg", ".png", ".tif"))]
+    scanned = dict(zip(good + bad, scan_files(good + bad)))
+    reasons = {pathlib.Path(p): r for p, r in scanned.items() if isinstance(r, str)}
+    assert {path.name: reason for path, reason in reasons.items()} == {
+        name: BAD_FILES[name] for name in ("empty.jpg", "garbage.png", "truncated.jpg", "scan.tif")
     }
+    assert all(scanned[path][0]["width"] in (48, 173) for path in good)
 
 
 @pytest.mark.parametrize(

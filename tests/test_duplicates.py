@@ -1,0 +1,117 @@
+"""Exact and near-duplicate detection: groups that keep copies in one split, conflicting copies dropped."""
+
+import pathlib
+
+import cv2
+import numpy as np
+import pytest
+
+from data.duplicates import NEAR_DUPLICATE_BITS, _near_pairs, find_duplicates
+from data.protocols import paper_split, split_to_json
+from data.sources import load_dataset
+
+
+def texture(seed, size=96):
+    """A smooth random grey image: distinct seeds give unrelated images."""
+    smooth = cv2.GaussianBlur(np.random.default_rng(seed).normal(size=(size, size)), (0, 0), 4)
+    return cv2.normalize(smooth, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    root = tmp_path_factory.mktemp("copies")
+    normal, abnormal = root / "normal", root / "abnormal"
+    normal.mkdir()
+    abnormal.mkdir()
+    files = {
+        normal / "a.png": texture(1),
+        normal / "a_copy.bmp": texture(1),  # same pixels, another format: an exact duplicate
+        normal / "b.png": texture(2),
+        normal / "b_brighter.png": cv2.add(texture(2), 12),  # near duplicates of b
+        normal / "c.png": texture(3),
+        normal / "d.png": texture(4),
+        normal / "e.png": texture(5),
+        normal / "g.png": texture(7),
+        abnormal / "g_again.png": texture(7),  # the same image labelled both ways: dropped
+        normal / "h.png": texture(8),
+        abnormal / "f.png": texture(6),
+    }
+    for path, image in files.items():
+        assert cv2.imwrite(str(path), image)
+    assert cv2.imwrite(str(normal / "b_q60.jpg"), texture(2), [cv2.IMWRITE_JPEG_QUALITY, 60])
+    half = cv2.resize(texture(8), None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    assert cv2.imwrite(str(abnormal / "h_half_size.jpg"), half, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return load_dataset("folder", normal_dir=str(normal), abnormal_dir=str(abnormal))
+
+
+def group_of(collection, name):
+    names = [pathlib.Path(path).name for path in collection.ids]
+    return collection.groups[names.index(name)]
+
+
+def test_exact_and_near_copies_share_a_group(collection):
+    assert group_of(collection, "a.png") == group_of(collection, "a_copy.bmp")
+    assert group_of(collection, "b.png") == group_of(collection, "b_q60.jpg") == group_of(collection, "b_brighter.png")
+    assert group_of(collection, "h.png") == group_of(collection, "h_half_size.jpg")  # across labels: kept
+
+
+def test_distinct_images_are_not_grouped(collection):
+    distinct = ["a.png", "b.png", "c.png", "d.png", "e.png", "f.png", "h.png"]
+    assert len({group_of(collection, name) for name in distinct}) == len(distinct)
+    assert len(collection.groups) == len(collection.ids) == len(collection.labels)
+
+
+def test_copies_labelled_both_ways_are_dropped_and_reported(collection):
+    names = [pathlib.Path(path).name for path in collection.ids]
+    assert "g.png" not in names and "g_again.png" not in names
+    reasons = {pathlib.Path(entry["path"]).name: entry["reason"] for entry in collection.skipped}
+    prefix = "exact duplicate present as both normal and abnormal"
+    assert reasons["g.png"].startswith(prefix) and reasons["g.png"].endswith("abnormal/g_again.png)")
+    assert reasons["g_again.png"].startswith(prefix) and reasons["g_again.png"].endswith("normal/g.png)")
+
+
+def test_counts_reach_split_json(collection):
+    expected = {
+        "exact_groups": 1, "exact_images": 2, "near_groups": 2, "near_images": 5,
+        "mixed_label_groups": 1, "dropped_conflicting": 2, "near_threshold_bits": NEAR_DUPLICATE_BITS,
+    }
+    assert collection.duplicates == expected
+    split = paper_split(collection.labels, seed=0)
+    assert split_to_json(collection, split)["duplicates"] == expected
+
+
+def flipped(hash_words, bits):
+    """A copy of a uint64 [4] hash with the given bit positions (0..255) flipped."""
+    flat = np.unpackbits(hash_words.view(np.uint8))
+    flat[list(bits)] ^= 1
+    return np.packbits(flat).view(np.uint64)
+
+
+def test_threshold_is_inclusive_and_groups_are_transitive():
+    zero = np.zeros(4, np.uint64)
+    at_threshold = flipped(zero, range(NEAR_DUPLICATE_BITS))
+    beyond = flipped(zero, range(200, 200 + NEAR_DUPLICATE_BITS + 2))
+    chain = [zero, flipped(zero, range(100, 120)), flipped(zero, range(110, 130))]  # 20, 20 apart; 40 end to end
+    hashes = np.stack([zero, at_threshold, beyond, *chain])
+    result = find_duplicates([(bytes([i]), phash) for i, phash in enumerate(hashes)], np.zeros(6))
+    groups = result.groups.tolist()
+    assert groups[0] == groups[1] != groups[2]
+    assert groups[3] == groups[4] == groups[5] == groups[0]  # the chain joins zero's group
+
+
+def test_blocked_search_finds_exactly_the_brute_force_pairs():
+    rng = np.random.default_rng(0)
+    hashes = rng.integers(0, 2**63, (300, 4), dtype=np.int64).astype(np.uint64)
+    for i, j in [(3, 250), (70, 71), (64, 128), (5, 299)]:  # pairs within and across row blocks
+        hashes[j] = flipped(hashes[i], rng.choice(256, rng.integers(0, NEAR_DUPLICATE_BITS + 1), replace=False))
+    distances = np.unpackbits(hashes[:, None, :].view(np.uint8) ^ hashes[None, :, :].view(np.uint8), axis=-1).sum(-1)
+    expected = {(i, j) for i, j in zip(*np.nonzero(distances <= NEAR_DUPLICATE_BITS)) if i < j}
+    assert {tuple(pair) for pair in _near_pairs(hashes).tolist()} == expected
+    assert {(3, 250), (70, 71), (64, 128), (5, 299)} <= expected
+
+
+def test_no_images_and_in_memory_collections():
+    empty = find_duplicates([], [])
+    assert empty.groups.shape == (0,) and empty.dropped == {} and empty.counts["exact_groups"] == 0
+    phantom = load_dataset("phantom", phantom_normals=3, phantom_abnormals=2, phantom_size=32)
+    assert phantom.groups is None and phantom.duplicates is None
