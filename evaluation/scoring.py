@@ -114,7 +114,8 @@ def module_scorers(detector):
     A single-module detector reports its terms under plain keys (prefix ""); a cascade under
     "<module>_" as well.
     """
-    scorers = [layer for layer in detector.layers if isinstance(layer, AnomalyScorer)]
+    # Keras lists a functional model's layers by graph depth; scorer names carry the cascade order.
+    scorers = sorted((layer for layer in detector.layers if isinstance(layer, AnomalyScorer)), key=lambda layer: layer.name)
     if len(scorers) == 1:
         return {scorers[0].name: (scorers[0], "")}
     return {

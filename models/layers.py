@@ -57,3 +57,61 @@ def up_block(x, filters, name, se_ratio=8):
     x = layers.LeakyReLU(0.2, name=f"{name}_act")(x)
     refined = conv_block(x, filters, f"{name}_refine", strides=1, kernel_size=3, attention=True, se_ratio=se_ratio)
     return layers.Add(name=f"{name}_residual")([x, refined])
+
+
+# --- CAE-D-GAN generator and discriminator blocks (super-resolution style: no BatchNorm) ---
+RESIDUAL_SCALE = 0.2  # ESRGAN's residual scaling: keeps very deep RRDB stacks stable without BatchNorm
+
+
+def conv_act(x, filters, name, kernel_size=3, strides=1):
+    """3x3 conv -> LeakyReLU(0.2): the unit every CAE-D-GAN generator part is built from."""
+    x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", name=f"{name}_conv")(x)
+    return layers.LeakyReLU(0.2, name=f"{name}_act")(x)
+
+
+def residual_block(x, name):
+    """conv -> act -> conv, added back to the input (SRResNet residual block, CAE-D-GAN §2.3.1)."""
+    filters = x.shape[-1]
+    residual = conv_act(x, filters, f"{name}_a")
+    residual = layers.Conv2D(filters, 3, padding="same", name=f"{name}_b_conv")(residual)
+    return layers.Add(name=f"{name}_add")([x, residual])
+
+
+def dense_block(x, growth, convs, name):
+    """Residual dense block (ESRGAN): each conv sees all earlier features; a fusion conv, scaled, added back."""
+    filters = x.shape[-1]
+    features = [x]
+    for index in range(convs):
+        inputs = features[0] if index == 0 else layers.Concatenate(name=f"{name}_cat{index}")(features)
+        features.append(conv_act(inputs, growth, f"{name}_grow{index}"))
+    fused = layers.Conv2D(filters, 3, padding="same", name=f"{name}_fuse")(
+        layers.Concatenate(name=f"{name}_cat{convs}")(features)
+    )
+    return layers.Add(name=f"{name}_add")([x, layers.Rescaling(RESIDUAL_SCALE, name=f"{name}_scale")(fused)])
+
+
+def rrdb(x, growth, convs, name):
+    """Residual-in-residual dense block: three dense blocks, their sum scaled and added back (CAE-D-GAN §2.4.1)."""
+    y = x
+    for index in range(3):
+        y = dense_block(y, growth, convs, f"{name}_dense{index}")
+    return layers.Add(name=f"{name}_add")([x, layers.Rescaling(RESIDUAL_SCALE, name=f"{name}_scale")(y)])
+
+
+def magnify_block(x, filters, name):
+    """x2 image magnification: nearest up-sampling then conv (ESRGAN), free of checkerboard artefacts."""
+    x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_up")(x)
+    return conv_act(x, filters, name)
+
+
+def multi_kernel_block(x, filters, kernel_sizes, name, strides=2):
+    """Parallel convs with different kernel sizes fused by an element-wise sum (CAE-D-GAN Fig. 5 and 7).
+
+    Small kernels see texture, large ones shape; the sum keeps both views at the same cost as one branch.
+    """
+    branches = [
+        layers.Conv2D(filters, size, strides=strides, padding="same", name=f"{name}_k{size}")(x)
+        for size in kernel_sizes
+    ]
+    fused = layers.Add(name=f"{name}_sum")(branches) if len(branches) > 1 else branches[0]
+    return layers.LeakyReLU(0.2, name=f"{name}_act")(fused)

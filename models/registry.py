@@ -8,7 +8,7 @@ train_step, which is all the trainer, the detector and the export rely on.
 
 import types
 
-from models import improved_bigan
+from models import cae_d_gan, improved_bigan
 from models.config import ConfigError
 
 # Every model of SPEC §2, in the order of the papers' tables.
@@ -18,6 +18,7 @@ MODEL_NAMES = (
 )
 FAMILIES = {
     "improved_bigan": types.SimpleNamespace(module=improved_bigan, model_class=improved_bigan.ImprovedBiGAN),
+    "cae_d_gan": types.SimpleNamespace(module=cae_d_gan, model_class=cae_d_gan.CAEDGAN),
 }
 
 

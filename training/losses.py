@@ -123,3 +123,13 @@ def bigan_losses(real_logits, fake_logits):
     discriminator = bce(ones, real_logits) + bce(zeros, fake_logits)
     encoder_generator = bce(zeros, real_logits) + bce(ones, fake_logits)
     return discriminator, encoder_generator
+
+
+def hinge_discriminator_loss(real_logits, fake_logits):
+    """CAE-D-GAN eq. (5): E[max(0, 1 − D(x))] + E[max(0, 1 + D(x̂))]."""
+    return tf.reduce_mean(tf.nn.relu(1.0 - real_logits)) + tf.reduce_mean(tf.nn.relu(1.0 + fake_logits))
+
+
+def hinge_generator_loss(fake_logits):
+    """CAE-D-GAN eq. (3): L_adv = −E[D(G(x))]."""
+    return -tf.reduce_mean(fake_logits)

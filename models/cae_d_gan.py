@@ -1,0 +1,414 @@
+"""CAE-D-GAN (chest X-ray anomaly detection, 2025, §2-3): a convolutional autoencoder, then two GANs in series.
+
+Module 1 (CAE) reconstructs x through a low-dimensional code, so what normal images do not
+share (a lesion) is not rebuilt. Module 2 (DGAN, "learn the degradation") maps the CAE output
+to what a realistic degraded view of x looks like; module 3 (DDGAN, "learn the restoration")
+restores a sharp x from DGAN's degraded image, trained on the pairs DGAN produces (Bulat et al.
+2018's high-to-low / low-to-high pair). The paper leaves the degradation unspecified; ours is
+`degrade(x)` = a half-resolution, blurred view (average pooling then bilinear up-sampling), and
+both GANs only ever see images derived from the CAE output, so none of them can copy an anomaly
+from the input. Each module scores its own (reference, reconstruction) pair.
+"""
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+from models.config import ConfigError
+from models.layers import conv_act, conv_block, magnify_block, multi_kernel_block, residual_block, rrdb
+from training.losses import hinge_discriminator_loss, hinge_generator_loss
+from training.schedule import SinglePhaseSchedule
+
+PRESETS = {
+    # §2.3-2.4: 16 residual blocks (DGAN), 24 RRDBs of three dense blocks (DDGAN); widths are ESRGAN's.
+    "paper": {
+        "image_size": 128,
+        "channels": 1,
+        "cae_filters": [32, 64, 128, 256, 256],
+        "cae_code_channels": 64,
+        "degrade_factor": 2,
+        "dgan_width": 64,
+        "dgan_blocks": 16,
+        "ddgan_width": 64,
+        "ddgan_growth": 32,
+        "ddgan_dense_convs": 4,
+        "ddgan_rrdbs": 24,
+        "discriminator_filters": [64, 128, 256, 512],
+        "dgan_discriminator_kernels": [3, 5],
+        "ddgan_discriminator_kernels": [3, 7],
+    },
+    "quick": {
+        "image_size": 64,
+        "channels": 1,
+        "cae_filters": [32, 64, 128, 128],
+        "cae_code_channels": 32,
+        "degrade_factor": 2,
+        "dgan_width": 32,
+        "dgan_blocks": 4,
+        "ddgan_width": 32,
+        "ddgan_growth": 16,
+        "ddgan_dense_convs": 4,
+        "ddgan_rrdbs": 2,
+        "discriminator_filters": [32, 64, 128],
+        "dgan_discriminator_kernels": [3, 5],
+        "ddgan_discriminator_kernels": [3, 7],
+    },
+    "tiny": {
+        "image_size": 32,
+        "channels": 1,
+        "cae_filters": [4, 8],
+        "cae_code_channels": 4,
+        "degrade_factor": 2,
+        "dgan_width": 4,
+        "dgan_blocks": 2,
+        "ddgan_width": 4,
+        "ddgan_growth": 4,
+        "ddgan_dense_convs": 2,
+        "ddgan_rrdbs": 1,
+        "discriminator_filters": [4, 8],
+        "dgan_discriminator_kernels": [3, 5],
+        "ddgan_discriminator_kernels": [3, 7],
+    },
+}
+
+_PAPER_TRAINING = {"lr": 1e-4, "beta_1": 0.9, "beta_2": 0.999, "lambda_recon": 50.0, "lambda_en": 1.0, "lambda_adv": 1.0}
+TRAINING = {
+    # §4.2: Adam 1e-4 (0.9, 0.999), no weight decay, λ_recon 50, λ_en 1, λ_adv 1; 10/20/50 epochs; batch 64.
+    "paper": {"preset": "paper", "epochs": 50, "batch_size": 64, **_PAPER_TRAINING},
+    "quick": {"preset": "quick", "epochs": 30, "batch_size": 32, **_PAPER_TRAINING, "lr": 1e-3},
+    "smoke": {"preset": "tiny", "epochs": 1, "batch_size": 16, **_PAPER_TRAINING},
+}
+
+TRAINING_COMMON = {
+    # Per-module score: the Improved BiGAN's 0.7·z(MSE) + 0.3·z(1 − SSIM), so models compare on equal
+    # terms; the cascade score is the mean of the three module scores (evaluation.scoring).
+    "score_weights": {"mse": 0.7, "ssim_error": 0.3},
+}
+
+
+
+def validate_architecture(config):
+    """Raise ConfigError when the image size cannot be halved as often as the networks need."""
+    factor = config["degrade_factor"]
+    if factor < 2 or factor & (factor - 1):
+        raise ConfigError(f"degrade_factor {factor} must be a power of two (2, 4, ...): the GANs magnify in x2 steps.")
+    for part, stride in (
+        ("the autoencoder", 2 ** len(config["cae_filters"])),
+        ("the degradation", factor),
+        ("the discriminators", 2 ** len(config["discriminator_filters"])),
+    ):
+        if config["image_size"] % stride:
+            raise ConfigError(
+                f"image_size {config['image_size']} must be a multiple of {stride} for {part} of CAE-D-GAN; "
+                "pick e.g. 32, 64, 128 or 256."
+            )
+
+
+def _image_input(config, name="image"):
+    return keras.Input((config["image_size"], config["image_size"], config["channels"]), name=name)
+
+
+def build_degrader(config):
+    """x -> degrade(x): what a 1/factor-resolution view keeps, back at full size (no weights)."""
+    images = _image_input(config)
+    factor = config["degrade_factor"]
+    low = layers.AveragePooling2D(factor, name="downsample")(images)
+    degraded = layers.UpSampling2D(factor, interpolation="bilinear", name="upsample")(low)
+    return keras.Model(images, degraded, name="degrader")
+
+
+def build_cae_encoder(config):
+    """Module 1 encoder (§2.3, Fig. 3): strided convs down to a small spatial code (the bottleneck).
+
+    A 1x1 conv squeezes the last feature map to `cae_code_channels`: a code that keeps where
+    things are (so normal anatomy is rebuilt sharply) but too few numbers to copy a lesion.
+    """
+    x = images = _image_input(config)
+    for index, filters in enumerate(config["cae_filters"]):
+        x = conv_block(x, filters, f"enc{index}", batch_norm=False)
+    code = layers.Conv2D(config["cae_code_channels"], 1, name="code")(x)
+    return keras.Model(images, code, name="cae_encoder")
+
+
+def build_cae_decoder(config):
+    """Module 1 decoder: 1x1 conv out of the bottleneck, transposed convs back up, tanh image in [-1, 1]."""
+    filters = config["cae_filters"]
+    base = config["image_size"] // 2 ** len(filters)
+    code = keras.Input((base, base, config["cae_code_channels"]), name="code")
+    x = conv_act(code, filters[-1], "bottleneck", kernel_size=1)
+    for index, width in enumerate(reversed(filters[:-1])):
+        x = layers.Conv2DTranspose(width, 4, strides=2, padding="same", name=f"dec{index}_deconv")(x)
+        x = layers.LeakyReLU(0.2, name=f"dec{index}_act")(x)
+    images = layers.Conv2DTranspose(config["channels"], 4, strides=2, padding="same", activation="tanh", name="image")(x)
+    return keras.Model(code, images, name="cae_decoder")
+
+
+def _build_generator(config, width, trunk, name):
+    """The generator skeleton both GANs share (§2.3.1, §2.4.1), differing only in their trunk.
+
+    Input part (3x3 conv + activation, strided to the degraded resolution), trunk with a long
+    skip around it, image magnification back to full size, output conv with tanh.
+    """
+    images = _image_input(config)
+    factor = config["degrade_factor"]
+    features = conv_act(images, width, "input", strides=factor)
+    x = trunk(features)
+    x = layers.Conv2D(width, 3, padding="same", name="trunk_conv")(x)
+    x = layers.Add(name="long_skip")([features, x])
+    for step in range(factor.bit_length() - 1):
+        x = magnify_block(x, width, f"magnify{step}")
+    output = layers.Conv2D(config["channels"], 3, padding="same", activation="tanh", name="output")(x)
+    return keras.Model(images, output, name=name)
+
+
+def build_dgan_generator(config):
+    """Module 2 generator: `dgan_blocks` residual blocks (16 in the paper)."""
+
+    def trunk(x):
+        for index in range(config["dgan_blocks"]):
+            x = residual_block(x, f"res{index}")
+        return x
+
+    return _build_generator(config, config["dgan_width"], trunk, "dgan_generator")
+
+
+def build_ddgan_generator(config):
+    """Module 3 generator: `ddgan_rrdbs` residual-in-residual dense blocks (24 in the paper)."""
+
+    def trunk(x):
+        for index in range(config["ddgan_rrdbs"]):
+            x = rrdb(x, config["ddgan_growth"], config["ddgan_dense_convs"], f"rrdb{index}")
+        return x
+
+    return _build_generator(config, config["ddgan_width"], trunk, "ddgan_generator")
+
+
+def build_discriminator(config, kernel_sizes, name):
+    """Image -> patch logits: strided multi-kernel blocks (§2.3.2, §2.4.2). No BatchNorm: batches are all real or all fake."""
+    x = images = _image_input(config)
+    for index, filters in enumerate(config["discriminator_filters"]):
+        x = multi_kernel_block(x, filters, kernel_sizes, f"block{index}")
+    logits = layers.Conv2D(1, 3, padding="same", name="logits")(x)
+    return keras.Model(images, logits, name=name)
+
+
+def _trackers(names):
+    return {name: keras.metrics.Mean(name=name) for name in names}
+
+
+def _apply(optimizer, loss, tape, variables):
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+
+class ConvAutoencoder(keras.Model):
+    """Module 1: encoder + decoder trained on the pixel loss L_P = L1(x, x̂) (§3.3)."""
+
+    def __init__(self, encoder, decoder, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.decoder = decoder
+        self.trackers = _trackers(["pixel_loss"])
+        self.built = True  # the functional sub-networks are built already
+
+    def call(self, images, training=False):
+        return self.decoder(self.encoder(images, training=training), training=training)
+
+    def compile(self, optimizer):
+        super().compile()
+        self.pixel_optimizer = optimizer
+        optimizer.build(self.trainable_variables)  # eagerly, so checkpoints restore slots before step 1
+
+    def get_compile_config(self):
+        return None  # optimizers are rebuilt by CAEDGAN.configure; a saved model carries weights only
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def update(self, images):
+        """One Adam step on L_P; returns the reconstruction it computed (before the step)."""
+        with tf.GradientTape() as tape:
+            reconstruction = self(images, training=True)
+            loss = tf.reduce_mean(tf.abs(images - reconstruction))
+        _apply(self.pixel_optimizer, loss, tape, self.trainable_variables)
+        self.trackers["pixel_loss"].update_state(loss)
+        return reconstruction
+
+    def train_step(self, data):
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        self.update(images)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+
+class CascadeGAN(keras.Model):
+    """Modules 2 and 3: a generator G that maps `inputs` to `targets`, judged by a discriminator D.
+
+    L_G = λ_recon·L1(target, G(input)) + λ_en·L1(E(target), E(G(input))) + λ_adv·(−D(G(input)))
+    (§3.1); L_D = hinge (§3.2). E is the CAE encoder, frozen here (it is module 1's), so L_en
+    asks G's output to be what the autoencoder considers the same image as the target. D sees
+    single images, real = targets and fake = G(inputs), so its signal is unpaired by construction.
+    """
+
+    def __init__(self, generator, discriminator, encoder, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.discriminator = discriminator
+        self.encoder = encoder
+        self.trackers = _trackers(["g_loss", "recon_loss", "en_loss", "adv_loss", "d_loss", "d_real", "d_fake"])
+        self.built = True
+
+    def call(self, inputs, training=False):
+        return self.generator(inputs, training=training)
+
+    def compile(self, generator_optimizer, discriminator_optimizer, lambda_recon, lambda_en, lambda_adv):
+        super().compile()
+        self.generator_optimizer = generator_optimizer
+        self.discriminator_optimizer = discriminator_optimizer
+        self.generator_loss_weights = {"recon_loss": lambda_recon, "en_loss": lambda_en, "adv_loss": lambda_adv}
+        generator_optimizer.build(self.generator.trainable_variables)
+        discriminator_optimizer.build(self.discriminator.trainable_variables)
+
+    def get_compile_config(self):
+        return None
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def update(self, inputs, targets):
+        """One simultaneous G and D step from the same forward pass; returns G(inputs) (before the step)."""
+        with tf.GradientTape(persistent=True) as tape:
+            generated = self.generator(inputs, training=True)
+            real_logits = self.discriminator(targets, training=True)
+            fake_logits = self.discriminator(generated, training=True)
+            terms = {
+                "recon_loss": tf.reduce_mean(tf.abs(targets - generated)),
+                "en_loss": tf.reduce_mean(tf.abs(self.encoder(targets) - self.encoder(generated))),
+                "adv_loss": hinge_generator_loss(fake_logits),
+            }
+            g_loss = tf.add_n([self.generator_loss_weights[name] * value for name, value in terms.items()])
+            d_loss = hinge_discriminator_loss(real_logits, fake_logits)
+        _apply(self.generator_optimizer, g_loss, tape, self.generator.trainable_variables)
+        _apply(self.discriminator_optimizer, d_loss, tape, self.discriminator.trainable_variables)
+        del tape
+        logged = {**terms, "g_loss": g_loss, "d_loss": d_loss,
+                  "d_real": tf.reduce_mean(real_logits), "d_fake": tf.reduce_mean(fake_logits)}
+        for name, value in logged.items():
+            self.trackers[name].update_state(value)
+        return generated
+
+    def train_step(self, data):
+        inputs, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
+        self.update(inputs, targets)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+
+@keras.saving.register_keras_serializable(package="bigan_ad")
+class CAEDGAN(keras.Model):
+    """The three modules in series; `train_step` runs module 1, 2 then 3 on every batch.
+
+    Each module is trained on its own loss with its own optimizers; the images passed down the
+    cascade are constants for the next module (stop_gradient), as in a pipeline of separately
+    trained networks, so no module's loss moves another module's weights.
+    """
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        validate_architecture(config)
+        self.config = dict(config)
+        self.degrader = build_degrader(self.config)
+        self.cae = ConvAutoencoder(build_cae_encoder(self.config), build_cae_decoder(self.config), name="cae")
+        kernels = {name: self.config[f"{name}_discriminator_kernels"] for name in ("dgan", "ddgan")}
+        self.dgan = CascadeGAN(
+            build_dgan_generator(self.config),
+            build_discriminator(self.config, kernels["dgan"], "dgan_discriminator"),
+            self.cae.encoder,
+            name="dgan",
+        )
+        self.ddgan = CascadeGAN(
+            build_ddgan_generator(self.config),
+            build_discriminator(self.config, kernels["ddgan"], "ddgan_discriminator"),
+            self.cae.encoder,
+            name="ddgan",
+        )
+        self.built = True
+
+    @property
+    def modules(self):
+        """Log prefix -> module, in cascade order."""
+        return {"m1": self.cae, "m2": self.dgan, "m3": self.ddgan}
+
+    def call(self, images, training=False):
+        """The cascade's final, restored reconstruction x̂3."""
+        return self.score_pairs(images)["module_3"][1]
+
+    def score_pairs(self, images):
+        """Module name -> (reference, reconstruction), each [N, H, W, C] in [-1, 1].
+
+        Module 1 compares x with the CAE output, module 2 the degraded x with DGAN's degraded
+        image (blurring removes the noise and fine texture no reconstruction can reproduce),
+        module 3 x with DDGAN's restoration. Built from the functional sub-networks only, so it
+        works on a symbolic keras.Input and inside an exported model.
+        """
+        reconstruction = self.cae.decoder(self.cae.encoder(images))
+        degraded = self.dgan.generator(reconstruction)
+        restored = self.ddgan.generator(degraded)
+        return {
+            "module_1": (images, reconstruction),
+            "module_2": (self.degrader(images), degraded),
+            "module_3": (images, restored),
+        }
+
+    def configure(self, run_config):
+        """Adam optimizers (one per network that learns) and the loss weights of `run_config` (§4.2)."""
+        super().compile()
+
+        def adam():
+            return keras.optimizers.Adam(run_config["lr"], beta_1=run_config["beta_1"], beta_2=run_config["beta_2"])
+
+        weights = {name: run_config[name] for name in ("lambda_recon", "lambda_en", "lambda_adv")}
+        self.cae.compile(adam())
+        self.dgan.compile(adam(), adam(), **weights)
+        self.ddgan.compile(adam(), adam(), **weights)
+
+    def get_compile_config(self):
+        return None
+
+    def checkpoint_items(self):
+        """Every network and optimizer training needs to continue, by name, for tf.train.Checkpoint."""
+        return {
+            "cae_encoder": self.cae.encoder,
+            "cae_decoder": self.cae.decoder,
+            "cae_optimizer": self.cae.pixel_optimizer,
+            **{
+                f"{prefix}_{part}": item
+                for prefix, gan in (("dgan", self.dgan), ("ddgan", self.ddgan))
+                for part, item in (
+                    ("generator", gan.generator),
+                    ("discriminator", gan.discriminator),
+                    ("generator_optimizer", gan.generator_optimizer),
+                    ("discriminator_optimizer", gan.discriminator_optimizer),
+                )
+            },
+        }
+
+    def make_schedule(self, run_config):
+        return SinglePhaseSchedule(run_config["epochs"], "cascade")
+
+    @property
+    def metrics(self):
+        return [tracker for module in self.modules.values() for tracker in module.metrics]
+
+    def train_step(self, data):
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        reconstruction = self.cae.update(images)
+        degraded = self.dgan.update(tf.stop_gradient(reconstruction), self.degrader(images))
+        self.ddgan.update(tf.stop_gradient(degraded), images)
+        return {
+            f"{prefix}_{name}": tracker.result()
+            for prefix, module in self.modules.items()
+            for name, tracker in module.trackers.items()
+        }
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config}
