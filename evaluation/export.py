@@ -9,8 +9,10 @@ import keras
 import tensorflow as tf
 
 from data.pipeline import to_model_input
+from evaluation.scoring import module_scorers
 
 SERVING_OUTPUTS = ("score", "is_anomalous", "error_map", "reconstruction", "mse", "ssim_error")
+MODULE_OUTPUTS = ("score", "mse", "ssim_error")  # per cascade module, as "<module>_score" etc.
 
 
 def export_saved_model(detector, path, image_size):
@@ -19,12 +21,16 @@ def export_saved_model(detector, path, image_size):
     Any H, W and C in {1, 2, 3, 4} are accepted and resized to the training size. Outputs:
     score (higher = more anomalous), is_anomalous (score >= stored threshold), error_map
     (|x - x̂| at image_size, on the [-1, 1] model scale), reconstruction (in [0, 1]), and the
-    score's raw components mse and ssim_error.
+    score's raw components mse and ssim_error; a cascade also returns each module's
+    `<module>_score`, `<module>_mse` and `<module>_ssim_error`.
     """
+    names = [*SERVING_OUTPUTS, *(
+        f"{prefix}{name}" for _, prefix in module_scorers(detector).values() if prefix for name in MODULE_OUTPUTS
+    )]
 
     def serve(images01):
         outputs = detector(to_model_input(images01, image_size), training=False)
-        outputs = {name: outputs[name] for name in SERVING_OUTPUTS}
+        outputs = {name: outputs[name] for name in names}
         outputs["reconstruction"] = (outputs["reconstruction"][..., 0] + 1.0) / 2.0
         return outputs
 

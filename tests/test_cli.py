@@ -187,3 +187,51 @@ def test_models_not_yet_available_say_so(capsys):
     assert "not available yet" in capsys.readouterr().err
     assert run_experiments.main(["--model", "nonsense"]) == 2
     assert "Unknown model" in capsys.readouterr().err
+
+
+def write_chest_xray_3(root):
+    """A tiny Covid19-dataset/{train,test}/{Normal,Covid,Viral Pneumonia} folder of phantom slices."""
+    collection = make_phantom(24, 12, size=48, seed=2)
+    counts = {0: 0, 1: 0}
+    for image, label in zip(collection.images, collection.labels):
+        n = counts[label] = counts[label] + 1
+        name = "Normal" if label == 0 else ("Covid", "Viral Pneumonia")[n % 2]
+        folder = root / "Covid19-dataset" / ("test" if n % 3 == 0 else "train") / name
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{label}-{n}.png"), image)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cascade_chest_run(tmp_path_factory):
+    data = write_chest_xray_3(tmp_path_factory.mktemp("chest"))
+    out = tmp_path_factory.mktemp("runs")
+    code = run_experiments.main(["--model", "cae_d_gan", "--dataset", "chest_xray_3", "--data-dir", str(data),
+                                 "--profile", "smoke", "--out", str(out)])
+    assert code == 0
+    return only_run(out)
+
+
+def test_cae_d_gan_on_chest_reports_four_test_sets_modules_and_defects(cascade_chest_run):
+    metrics = json.loads((cascade_chest_run / "metrics.json").read_text())
+    assert set(metrics["test_sets"]) == {"25", "50", "75", "100"}
+    sizes = [metrics["test_sets"][name]["n_test_abnormal"] for name in ("25", "50", "75", "100")]
+    assert sizes == sorted(sizes) and sizes[-1] == metrics["n_test_abnormal"] == 12
+    assert {metrics["test_sets"][name]["n_test_normal"] for name in metrics["test_sets"]} == {12}  # half the normals
+    assert set(metrics["module_auroc"]) == {"module_1", "module_2", "module_3"}
+    assert set(metrics["per_defect"]) == {"Covid", "Viral Pneumonia"}
+    assert metrics["test_sets"]["100"]["auroc"] == pytest.approx(metrics["auroc"])
+    split = json.loads((cascade_chest_run / "split.json").read_text())
+    train = {entry["path"] for part in ("train", "validation") for entry in split[part]}
+    assert not train & {entry["path"] for entries in split["test_sets"].values() for entry in entries}
+    assert {"roc_modules.png", "roc_test_sets.png"} <= {path.name for path in (cascade_chest_run / "plots").glob("*.png")}
+
+
+def test_cae_d_gan_export_returns_cascade_and_module_scores(cascade_chest_run):
+    serving = tf.saved_model.load(str(cascade_chest_run / "saved_model")).signatures["serving_default"]
+    rows = read_scores(cascade_chest_run)[:6]
+    images = np.stack([cv2.imread(row["path"], cv2.IMREAD_GRAYSCALE) for row in rows])[..., None]
+    outputs = serving(images=tf.constant(images))
+    for column in ("score", "module_1_score", "module_2_score", "module_3_score"):
+        np.testing.assert_allclose(outputs[column].numpy(), [float(row[column]) for row in rows], rtol=1e-3, atol=1e-4)
+    assert outputs["reconstruction"].shape == (6, 32, 32)
