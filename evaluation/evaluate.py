@@ -17,8 +17,8 @@ from evaluation.metrics import (
 )
 from evaluation.scoring import module_scorers, score_batches
 
-SCORE_COLUMNS = ("score", "mse", "ssim_error", "psnr")
-_RAW_TERMS = ("mse", "ssim_error")
+SCORE_COLUMNS = ("score", "mse", "ssim_error", "error_zmax", "psnr")
+_RAW_TERMS = ("mse", "ssim_error", "error_zmax")
 
 
 def calibrate(detector, validation_ds, quantile):
@@ -28,6 +28,9 @@ def calibrate(detector, validation_ds, quantile):
     detector, so exports flag exactly what evaluation flags.
     """
     scorers = module_scorers(detector)
+    maps = score_batches(detector, validation_ds, keep=[prefix + "error_map" for _, prefix in scorers.values()])
+    for scorer, prefix in scorers.values():
+        scorer.calibrate_pixels(maps[prefix + "error_map"])
     raw = score_batches(detector, validation_ds, keep=[prefix + term for _, prefix in scorers.values() for term in _RAW_TERMS])
     for scorer, prefix in scorers.values():
         scorer.calibrate({term: raw[prefix + term] for term in _RAW_TERMS})

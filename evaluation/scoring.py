@@ -16,37 +16,58 @@ from keras import layers
 from training.losses import ssim
 
 SCORE_WEIGHTS = {"mse": 0.7, "ssim_error": 0.3}
-_TERMS = ("mse", "ssim_error")
+_TERMS = ("mse", "ssim_error", "error_zmax")
+ERROR_SMOOTHING_SIGMA = 1.0  # pixels: one-pixel noise is not a lesion
+
+
+def smooth_error(error_maps):
+    """[N, H, W] |x − x̂| -> Gaussian-smoothed (σ = 1 px, 5-tap, SAME), the map the z-map is built on."""
+    taps = np.exp(-0.5 * (np.arange(-2, 3) / ERROR_SMOOTHING_SIGMA) ** 2)
+    taps = tf.constant(taps / taps.sum(), tf.float32)
+    maps = tf.convert_to_tensor(error_maps, tf.float32)[..., None]
+    maps = tf.nn.conv2d(maps, tf.reshape(taps, (5, 1, 1, 1)), 1, "SAME")
+    return tf.nn.conv2d(maps, tf.reshape(taps, (1, 5, 1, 1)), 1, "SAME")[..., 0]
 
 
 @keras.saving.register_keras_serializable(package="bigan_ad")
 class AnomalyScorer(layers.Layer):
-    """(references, reconstructions) -> score, its components, PSNR and the |x − x̂| error map.
+    """(references, reconstructions) -> score, its terms, PSNR, the |x − x̂| error map and its z-map.
 
-    The per-term calibration (mean/std on validation normals) lives in non-trainable weights, so it
-    is saved with the model and baked into the SavedModel.
+    Terms: mse, ssim_error (1 − SSIM) and error_zmax, the largest value of the smoothed error map
+    standardised per pixel by the validation normals' mean and std at that pixel (a normative map:
+    a pixel counts as anomalous when it errs more than normals do there, which finds small
+    lesions that a whole-image mean dilutes). score = Σ weight · (term − mean) / std over the
+    weighted terms. All calibration lives in non-trainable weights, saved with the model and
+    baked into the SavedModel.
     """
 
-    def __init__(self, weights=None, **kwargs):
+    def __init__(self, image_size, weights=None, **kwargs):
         super().__init__(**kwargs)
+        self.image_size = image_size
         self.term_weights = dict(weights or SCORE_WEIGHTS)
 
     def build(self, input_shape=None):
         self.stats = {
             term: (self._stat(f"{term}_mean", 0.0), self._stat(f"{term}_std", 1.0)) for term in _TERMS
         }
+        pixels = (self.image_size, self.image_size)
+        self.pixel_mean = self._stat("pixel_error_mean", 0.0, pixels)
+        self.pixel_std = self._stat("pixel_error_std", 1.0, pixels)
         super().build(input_shape)
 
-    def _stat(self, name, value):
-        return self.add_weight(name=name, shape=(), initializer=keras.initializers.Constant(value), trainable=False)
+    def _stat(self, name, value, shape=()):
+        return self.add_weight(name=name, shape=shape, initializer=keras.initializers.Constant(value), trainable=False)
 
     def call(self, references, reconstructions):
         references = tf.cast(references, tf.float32)
         reconstructions = tf.cast(reconstructions, tf.float32)
         difference = references - reconstructions
+        error_map = tf.reduce_mean(tf.abs(difference), axis=-1)
+        z_map = (smooth_error(error_map) - self.pixel_mean) / self.pixel_std
         terms = {
             "mse": tf.reduce_mean(tf.square(difference), axis=[1, 2, 3]),
             "ssim_error": 1.0 - ssim(references, reconstructions),
+            "error_zmax": tf.reduce_max(z_map, axis=[1, 2]),
         }
         score = tf.add_n([
             weight * (terms[term] - self.stats[term][0]) / self.stats[term][1]
@@ -56,8 +77,16 @@ class AnomalyScorer(layers.Layer):
             "score": score,
             **terms,
             "psnr": tf.image.psnr(references, reconstructions, max_val=2.0),
-            "error_map": tf.reduce_mean(tf.abs(difference), axis=-1),
+            "error_map": error_map,
+            "z_map": z_map,
         }
+
+    def calibrate_pixels(self, error_maps):
+        """Per-pixel mean and std of the validation normals' smoothed error maps (std smoothed too, floored)."""
+        smoothed = np.asarray(smooth_error(error_maps))
+        std = np.asarray(smooth_error(smoothed.std(axis=0, keepdims=True)))[0]
+        self.pixel_mean.assign(smoothed.mean(axis=0))
+        self.pixel_std.assign(np.maximum(std, max(float(np.median(std)) * 0.1, 1e-4)))
 
     def calibrate(self, raw_terms):
         """Fix the normalisation from the validation normals' raw terms (std floored to avoid /0)."""
@@ -66,7 +95,7 @@ class AnomalyScorer(layers.Layer):
             std.assign(max(float(np.std(raw_terms[term])), 1e-8))
 
     def get_config(self):
-        return {**super().get_config(), "weights": self.term_weights}
+        return {**super().get_config(), "image_size": self.image_size, "weights": self.term_weights}
 
 
 @keras.saving.register_keras_serializable(package="bigan_ad")
@@ -94,7 +123,7 @@ def build_detector(model, image_size, channels=1, score_weights=None):
     pairs = model.score_pairs(images)
     outputs, module_scores = {}, []
     for name, (reference, reconstruction) in pairs.items():
-        terms = AnomalyScorer(score_weights, name=scorer_name(name, len(pairs)))(reference, reconstruction)
+        terms = AnomalyScorer(image_size, score_weights, name=scorer_name(name, len(pairs)))(reference, reconstruction)
         module_scores.append(terms["score"])
         if len(pairs) > 1:
             outputs.update({f"{name}_{key}": value for key, value in terms.items()})

@@ -80,9 +80,10 @@ TRAINING = {
 }
 
 TRAINING_COMMON = {
-    # Per-module score: the Improved BiGAN's 0.7·z(MSE) + 0.3·z(1 − SSIM), so models compare on equal
-    # terms; the cascade score is the mean of the three module scores (evaluation.scoring).
-    "score_weights": {"mse": 0.7, "ssim_error": 0.3},
+    # Per-module score: the largest per-pixel-standardised reconstruction error (evaluation.scoring:
+    # error_zmax); the paper only says "the reconstruction error serves as an anomaly score". The
+    # cascade score is the mean of the three standardised module scores.
+    "score_weights": {"error_zmax": 1.0},
 }
 
 

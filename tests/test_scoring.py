@@ -38,7 +38,7 @@ def test_score_of_an_image_alone_equals_its_score_in_a_batch(tiny_config, fixed_
 
 
 def test_scorer_outputs_for_perfect_and_noisy_reconstructions(fixed_batch):
-    scorer = AnomalyScorer()
+    scorer = AnomalyScorer(32)
     rng = np.random.default_rng(1)
     perfect = scorer(fixed_batch, fixed_batch)
     noisy = scorer(fixed_batch, np.clip(fixed_batch + rng.normal(0, 0.3, fixed_batch.shape), -1, 1).astype("float32"))
@@ -82,7 +82,7 @@ def test_calibration_centres_validation_scores_and_sets_the_threshold(tiny_confi
     np.testing.assert_array_equal(recomputed["is_anomalous"], scores >= threshold)
 
 
-@pytest.mark.parametrize("layer", [SqueezeExcite(ratio=2), AnomalyScorer()], ids=["SqueezeExcite", "AnomalyScorer"])
+@pytest.mark.parametrize("layer", [SqueezeExcite(ratio=2), AnomalyScorer(32, {"error_zmax": 1.0})], ids=["SqueezeExcite", "AnomalyScorer"])
 def test_custom_layers_config_round_trip(layer):
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(restored) is type(layer) and restored.get_config() == layer.get_config()
@@ -132,3 +132,21 @@ def test_cascade_detector_calibrates_each_module_and_averages_them(fixed_batch, 
     detector.save(tmp_path / "cascade.keras")
     restored = keras.saving.load_model(tmp_path / "cascade.keras", safe_mode=True)
     np.testing.assert_allclose(restored(fixed_batch)["module_1_score"], outputs["module_1_score"], rtol=1e-5, atol=1e-6)
+
+
+def test_error_zmax_finds_a_small_anomaly_that_the_mean_error_dilutes():
+    rng = np.random.default_rng(0)
+    scorer = AnomalyScorer(32, {"error_zmax": 1.0})
+    normals = rng.uniform(-1, 1, (40, 32, 32, 1)).astype("float32")
+    reconstructions = normals + rng.normal(0, 0.05, normals.shape).astype("float32")
+    reconstructions[:, :, :8] += 0.3  # normals always err on the left edge: the z-map must not flag it
+    errors = scorer(normals, reconstructions)
+    scorer.calibrate_pixels(np.asarray(errors["error_map"]))
+    scorer.calibrate({name: np.asarray(scorer(normals, reconstructions)[name]) for name in ("mse", "ssim_error", "error_zmax")})
+    lesion = reconstructions[:1].copy()
+    lesion[0, 14:18, 14:18] += 0.3  # 16 pixels erring like the normal edge does
+    normal_scores = np.asarray(scorer(normals, reconstructions)["score"])
+    lesion_terms = scorer(normals[:1], lesion)
+    assert float(lesion_terms["score"][0]) > normal_scores.max()
+    assert float(lesion_terms["mse"][0]) < 1.3 * float(np.asarray(errors["mse"]).mean())  # the mean barely moves
+    assert lesion_terms["z_map"].shape == (1, 32, 32)
