@@ -24,17 +24,25 @@ _RAW_TERMS = ("mse", "ssim_error", "error_zmax")
 def calibrate(detector, validation_ds, quantile):
     """Fix every module's score normalisation and the default threshold from validation normals only (SPEC §4).
 
-    Returns the validation scores; the threshold is their `quantile` and is stored in the
-    detector, so exports flag exactly what evaluation flags.
+    When a score uses the per-pixel z-map (error_zmax), the pixel statistics come from the first
+    half of the validation normals and the term normalisation and threshold from the other half:
+    judged by the images that defined "normal" at each pixel, normals would look more typical
+    than unseen normals do, and the threshold would flag too many of them. Returns the scores of
+    the validation normals that set the threshold; the threshold is their `quantile` and is
+    stored in the detector, so exports flag exactly what evaluation flags.
     """
     scorers = module_scorers(detector)
     maps = score_batches(detector, validation_ds, keep=[prefix + "error_map" for _, prefix in scorers.values()])
+    count = len(next(iter(maps.values())))
+    # Too few validation normals to halve (tiny test sets): both steps use all of them.
+    halve = count >= 4 and any("error_zmax" in scorer.term_weights for scorer, _ in scorers.values())
+    held_out = slice(count // 2, None) if halve else slice(None)
     for scorer, prefix in scorers.values():
-        scorer.calibrate_pixels(maps[prefix + "error_map"])
+        scorer.calibrate_pixels(maps[prefix + "error_map"][: count // 2 if halve else None])
     raw = score_batches(detector, validation_ds, keep=[prefix + term for _, prefix in scorers.values() for term in _RAW_TERMS])
     for scorer, prefix in scorers.values():
-        scorer.calibrate({term: raw[prefix + term] for term in _RAW_TERMS})
-    scores = score_batches(detector, validation_ds, keep=("score",))["score"]
+        scorer.calibrate({term: raw[prefix + term][held_out] for term in _RAW_TERMS})
+    scores = score_batches(detector, validation_ds, keep=("score",))["score"][held_out]
     detector.get_layer("score_combiner").threshold.assign(validation_threshold(scores, quantile))
     return scores
 
