@@ -150,3 +150,12 @@ def test_error_zmax_finds_a_small_anomaly_that_the_mean_error_dilutes():
     assert float(lesion_terms["score"][0]) > normal_scores.max()
     assert float(lesion_terms["mse"][0]) < 1.3 * float(np.asarray(errors["mse"]).mean())  # the mean barely moves
     assert lesion_terms["z_map"].shape == (1, 32, 32)
+
+
+def test_z_map_scores_calibrate_pixels_and_threshold_on_disjoint_halves(fixed_batch):
+    detector = build_detector(TwoStageStandIn(), 32, score_weights={"error_zmax": 1.0})
+    scores = calibrate(detector, batches(fixed_batch), quantile=0.5)
+    assert len(scores) == len(fixed_batch) // 2  # the threshold half only
+    outputs = detector(fixed_batch)
+    np.testing.assert_allclose(scores, np.asarray(outputs["score"])[len(fixed_batch) // 2:], rtol=1e-5, atol=1e-5)
+    assert float(detector.get_layer("score_combiner").threshold.numpy()) == pytest.approx(np.quantile(scores, 0.5), rel=1e-5)
