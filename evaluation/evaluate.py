@@ -4,11 +4,11 @@ import csv
 import json
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from data.pipeline import image_dataset
 from evaluation import plots
 from evaluation.metrics import (
+    auroc,
     classification_metrics,
     oracle_threshold,
     pixel_auroc,
@@ -68,31 +68,32 @@ def evaluate(detector, collection, split, batch_size, run_dir, history, threshol
         metrics["pixel_auroc"] = pixel_auroc(masks, outputs["error_map"])
     if collection.classes is not None:
         metrics["per_defect"] = _per_class_auroc([collection.classes[i] for i in test], labels, outputs["score"])
-    if split.test_sets:
+    subsets = {name: np.isin(test, indices) for name, indices in split.test_sets.items()}  # masks over split.test
+    if subsets:
         metrics["test_sets"] = {
             name: _test_set_metrics(labels[subset], {k: v[subset] for k, v in outputs.items()}, threshold, module_columns)
-            for name, subset in ((name, np.isin(test, indices)) for name, indices in split.test_sets.items())
+            for name, subset in subsets.items()
         }
 
     _write_scores(run_dir / "scores.csv", [collection.ids[i] for i in test], labels, outputs, module_columns)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     _write_plots(detector, run_dir / "plots", collection, test, outputs["score"], threshold, threshold_label, masks,
                  history, per_class)
-    _write_comparison_rocs(run_dir / "plots", labels, outputs, module_columns, test, split.test_sets)
+    _write_comparison_rocs(run_dir / "plots", labels, outputs, module_columns, subsets)
     return metrics
 
 
-def _write_comparison_rocs(directory, labels, outputs, module_columns, test, test_sets):
+def _write_comparison_rocs(directory, labels, outputs, module_columns, subsets):
     """roc_modules.png: one curve per cascade module and the cascade; roc_test_sets.png: one per test set."""
     if module_columns:
         curves = {column.removesuffix("_score"): (labels, outputs[column]) for column in module_columns}
         curves["cascade"] = (labels, outputs["score"])
         plots.plot_roc_curves(curves, directory / "roc_modules.png", title="ROC per module (test set)")
-    if test_sets:
-        curves = {}
-        for name, indices in test_sets.items():
-            subset = np.isin(test, indices)
-            curves[f"{name}% abnormals" if name.isdigit() else name] = (labels[subset], outputs["score"][subset])
+    if subsets:
+        curves = {
+            f"{name}% abnormals" if name.isdigit() else name: (labels[subset], outputs["score"][subset])
+            for name, subset in subsets.items()
+        }
         plots.plot_roc_curves(curves, directory / "roc_test_sets.png", title="ROC per test set")
 
 
@@ -102,22 +103,18 @@ def _test_set_metrics(labels, outputs, threshold, module_columns):
     metrics.update(reconstruction_quality(outputs["psnr"], 1.0 - outputs["ssim_error"], labels))
     if module_columns:
         metrics["module_auroc"] = {
-            column.removesuffix("_score"): _auroc(labels, outputs[column]) for column in module_columns
+            column.removesuffix("_score"): auroc(labels, outputs[column]) for column in module_columns
         }
     metrics["n_test_normal"] = int((labels == 0).sum())
     metrics["n_test_abnormal"] = int((labels == 1).sum())
     return metrics
 
 
-def _auroc(labels, scores):
-    return float(roc_auc_score(labels, scores)) if np.unique(labels).size == 2 else float("nan")
-
-
 def _per_class_auroc(classes, labels, scores):
     """Each abnormal class (defect type, disease) against all test normals."""
     classes, normal = np.asarray(classes), labels == 0
     return {
-        name: _auroc(labels[normal | (classes == name)], scores[normal | (classes == name)])
+        name: auroc(labels[normal | (classes == name)], scores[normal | (classes == name)])
         for name in sorted(set(classes[labels == 1]))
     }
 

@@ -31,6 +31,12 @@ def _has_both_classes(labels: np.ndarray) -> bool:
     return np.unique(labels).size == 2
 
 
+def auroc(labels, scores) -> float:
+    """Image-level AUROC; nan (not an exception) when the labels hold one class only."""
+    labels, scores = _labels_and_scores(labels, scores)
+    return float(skm.roc_auc_score(labels, scores)) if _has_both_classes(labels) else float("nan")
+
+
 def minmax_bounds(scores: np.ndarray) -> tuple[float, float]:
     """(minimum, span) of the scores; span is 1 for constant scores so normalising never divides by 0."""
     scores = np.asarray(scores, dtype=np.float64)
@@ -78,7 +84,7 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: fl
     tn, fp, fn, tp = skm.confusion_matrix(labels, predictions, labels=[0, 1]).ravel()
     both = _has_both_classes(labels)
     return {
-        "auroc": float(skm.roc_auc_score(labels, scores)) if both else float("nan"),
+        "auroc": auroc(labels, scores),
         "average_precision": float(skm.average_precision_score(labels, scores)) if both else float("nan"),
         "accuracy": float(skm.accuracy_score(labels, predictions)),
         "precision": float(skm.precision_score(labels, predictions, zero_division=0)),
