@@ -20,6 +20,7 @@ from data.sources import (
     ImageCollection,
     collect_class_folders,
     list_images,
+    missing_label,
 )
 
 KAGGLE_DATASETS = {
@@ -167,12 +168,12 @@ def load_class_folders(dataset: str, root: pathlib.Path | None) -> ImageCollecti
         raise not_found(dataset, root)
     not_used = [entry for folder, reason in match.excluded for entry in list_images(folder, reason)]
     collection = collect_class_folders(match.folders, match.layout.name, match.base, not_used)
-    for label, kind in ((0, "normal"), (1, "abnormal")):
-        if not (collection.labels == label).any():
-            raise DatasetError(
-                f"No usable {kind} images in the {match.layout.name} layout found in '{match.base}' "
-                f"({len(collection.skipped)} files skipped). {expected_layouts(dataset)}"
-            )
+    missing = missing_label(collection)
+    if missing is not None:
+        raise DatasetError(
+            f"No usable {('normal', 'abnormal')[missing]} images in the {match.layout.name} layout found in "
+            f"'{match.base}' ({len(collection.skipped)} files skipped). {expected_layouts(dataset)}"
+        )
     return collection
 
 

@@ -20,6 +20,7 @@ from data.sources import (
     DatasetError,
     ImageCollection,
     collect_class_folders,
+    missing_label,
 )
 
 TFDS_NAME = "plant_village"
@@ -57,12 +58,12 @@ def load_plant_village(root: pathlib.Path | None, category: str | None) -> Image
     base, folders = _find(root)
     chosen = _select(folders, category, lambda folder: folder.name)
     collection = collect_class_folders(chosen, "plant_village", base)
-    for label, kind in ((0, "healthy"), (1, "diseased")):
-        if not (collection.labels == label).any():
-            raise DatasetError(
-                f"No usable {kind} leaves of {category or 'any species'} under '{base}' "
-                f"({len(collection.skipped)} files skipped). {_EXPECTED}"
-            )
+    missing = missing_label(collection)
+    if missing is not None:
+        raise DatasetError(
+            f"No usable {('healthy', 'diseased')[missing]} leaves of {category or 'any species'} under '{base}' "
+            f"({len(collection.skipped)} files skipped). {_EXPECTED}"
+        )
     return collection
 
 

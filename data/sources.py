@@ -204,8 +204,13 @@ def _owner(path: pathlib.Path, folders: list[ClassFolder]) -> ClassFolder:
 
 def list_images(folder: pathlib.Path, reason: str) -> list[dict]:
     """The image files under `folder`, each with `reason`: how deliberately unused images are recorded."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files, _ = list_image_files(folder)  # what is not an image is not an unused image either
     return [{"path": str(path), "reason": reason} for path in files]
+
+
+def missing_label(collection: ImageCollection) -> int | None:
+    """0 (normal) or 1 (abnormal): the first class without a usable image; None when both have one."""
+    return next((label for label in (0, 1) if not (collection.labels == label).any()), None)
 
 
 def scan_files(paths: list[str]) -> list[tuple[dict, tuple[bytes, np.ndarray]] | str]:
@@ -244,12 +249,12 @@ def _load_folders(normal_dir: str | None, abnormal_dir: str | None) -> ImageColl
         if not folder.path.is_dir():
             raise DatasetError(f"The {_FOLDER_FLAGS[folder.label]} folder '{folder.path}' does not exist.")
     collection = collect_class_folders(folders, "folder (--normal-dir, --abnormal-dir)", None)
-    for folder in folders:
-        if not np.any(collection.labels == folder.label):
-            raise DatasetError(
-                f"The {_FOLDER_FLAGS[folder.label]} folder '{folder.path}' has no usable images "
-                f"({', '.join(IMAGE_EXTENSIONS)}, searched recursively)."
-            )
+    missing = missing_label(collection)
+    if missing is not None:
+        raise DatasetError(
+            f"The {_FOLDER_FLAGS[missing]} folder '{folders[missing].path}' has no usable images "
+            f"({', '.join(IMAGE_EXTENSIONS)}, searched recursively)."
+        )
     return collection
 
 
