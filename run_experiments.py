@@ -14,12 +14,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from data.describe import describe  # noqa: E402
+from data.describe import describe, duplicates_line  # noqa: E402
 from data.download import download  # noqa: E402
 from data.pipeline import image_dataset  # noqa: E402
 from data.protocols import (  # noqa: E402
     PROTOCOLS,
-    default_protocol,
     make_split,
     split_from_json,
     write_split,
@@ -120,8 +119,8 @@ def run(args, model, seed, category):
     Returns (config, metrics, run dir).
     """
     overrides = {key: getattr(args, key) for key in OVERRIDABLE}
-    config = resolve_config(model, args.dataset, args.profile, seed=seed, category=category, **overrides)
-    config["protocol"] = args.protocol or default_protocol(args.dataset)
+    config = resolve_config(model, args.dataset, args.profile, seed=seed, category=category, protocol=args.protocol,
+                            **overrides)
     run_dir = latest_unfinished_run(args.out, config) if args.resume else None
     if run_dir is not None:
         config = json.loads((run_dir / "config.json").read_text())
@@ -130,22 +129,15 @@ def run(args, model, seed, category):
         print(f"No unfinished {model} run on {args.dataset} under {args.out}/; starting a new run.")
 
     keras.utils.set_random_seed(config["seed"])
-    collection = load_dataset(
-        config["dataset"], data_dir=args.data_dir, normal_dir=args.normal_dir, abnormal_dir=args.abnormal_dir,
-        seed=config["seed"], phantom_normals=config["phantom_normals"], phantom_abnormals=config["phantom_abnormals"],
-        category=config["category"], source=args.source,
-    )
+    collection = load_collection(args, config)
     if collection.skipped:
         print(f"Skipped {len(collection.skipped)} unusable file(s); they are listed under 'skipped' in split.json.")
-    duplicates = collection.duplicates or {}
-    if duplicates.get("exact_images") or duplicates.get("near_images"):
-        print(f"Duplicates: {duplicates['exact_groups']} exact groups ({duplicates['exact_images']} images), "
-              f"{duplicates['near_groups']} near groups ({duplicates['near_images']} images); "
-              "each group is kept inside one split.")
+    if duplicates_line(collection.duplicates):
+        print(duplicates_line(collection.duplicates))
     if run_dir is None:
         run_dir = new_run_dir(args.out, config)
         (run_dir / "config.json").write_text(json.dumps(config, indent=1))
-        split = make_split(config["protocol"], collection, config["seed"], config["test_fraction"], config["validation_fraction"])
+        split = protocol_split(collection, config)
         write_split(run_dir / "split.json", collection, split)
     else:
         split = split_from_json(collection, json.loads((run_dir / "split.json").read_text()))
@@ -183,6 +175,19 @@ def run(args, model, seed, category):
     return config, metrics, run_dir
 
 
+def load_collection(args, config):
+    """The dataset of a resolved config; where it lives on disk comes from the command line."""
+    return load_dataset(
+        config["dataset"], data_dir=args.data_dir, normal_dir=args.normal_dir, abnormal_dir=args.abnormal_dir,
+        seed=config["seed"], phantom_normals=config["phantom_normals"], phantom_abnormals=config["phantom_abnormals"],
+        category=config["category"], source=args.source,
+    )
+
+
+def protocol_split(collection, config):
+    return make_split(config["protocol"], collection, config["seed"], config["test_fraction"], config["validation_fraction"])
+
+
 def categories(args):
     """--category all -> every category found on disk (MVTec AD, Plant Village); else the one given (or None)."""
     if args.category == "all":
@@ -195,17 +200,12 @@ def prepare_data(args):
     if args.download:
         print(download(args.dataset, args.data_dir, args.category))
     if args.describe:
-        config = resolve_config(model_names(args.model)[0], args.dataset, args.profile, seed=args.seed)
-        protocol = args.protocol or default_protocol(args.dataset)
         for category in categories(args):
-            collection = load_dataset(
-                args.dataset, data_dir=args.data_dir, normal_dir=args.normal_dir, abnormal_dir=args.abnormal_dir,
-                seed=args.seed, phantom_normals=config["phantom_normals"],
-                phantom_abnormals=config["phantom_abnormals"], category=category, source=args.source,
-            )
-            split = make_split(protocol, collection, args.seed, config["test_fraction"], config["validation_fraction"])
+            config = resolve_config(model_names(args.model)[0], args.dataset, args.profile, seed=args.seed,
+                                    category=category, protocol=args.protocol)
+            collection = load_collection(args, config)
             print(f"\n{args.dataset}" + (f" {category}" if category else "") + f" (seed {args.seed}):")
-            print(describe(collection, split, protocol))
+            print(describe(collection, protocol_split(collection, config), config["protocol"]))
 
 
 def main(argv=None):

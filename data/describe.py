@@ -33,7 +33,10 @@ def describe(collection: ImageCollection, split: Split, protocol: str) -> str:
         *_reasons("Not used on purpose", collection.not_used),
         *_reasons("Skipped", collection.skipped),
         *_file_info_lines(collection.file_info, collection),  # set by the file checks, where run
-        _duplicates_line(collection.duplicates),
+        duplicates_line(collection.duplicates) or (
+            "Duplicates: not checked (generated or in-memory data)" if collection.duplicates is None
+            else "Duplicates: none found"
+        ),
     ]
     if collection.mask_paths is not None:
         with_mask = sum(path is not None for path in collection.mask_paths)
@@ -114,12 +117,11 @@ def _most_common(counter: collections.Counter) -> str:
     return shown + (f" and {rest} more" if rest > 0 else "")
 
 
-def _duplicates_line(duplicates: dict | None) -> str:
-    """Counts from data.duplicates (exact = same decoded pixels, near = perceptual hash)."""
-    if duplicates is None:
-        return "Duplicates: not checked (generated or in-memory data)"
-    if not (duplicates.get("exact_images") or duplicates.get("near_images")):
-        return "Duplicates: none found"
+def duplicates_line(duplicates: dict | None) -> str | None:
+    """Counts from data.duplicates (exact = same decoded pixels, near = perceptual hash) as one line;
+    None when none were found or none were looked for. The run log prints the same line."""
+    if not duplicates or not (duplicates.get("exact_images") or duplicates.get("near_images")):
+        return None
     return (
         f"Duplicates: {duplicates['exact_groups']} exact groups ({duplicates['exact_images']} images), "
         f"{duplicates['near_groups']} near groups ({duplicates['near_images']} images), "

@@ -5,6 +5,7 @@ model family's TRAINING[profile] and TRAINING_COMMON, then explicit command-line
 resolve to one plain dict, written verbatim to config.json; nothing else decides a run's settings.
 """
 
+from data.protocols import default_protocol
 from models.config import ConfigError
 from models.registry import architecture, family
 
@@ -30,8 +31,9 @@ OVERRIDABLE = (
 _ARCHITECTURE_KEYS = ("image_size", "latent_dim")
 
 
-def resolve_config(model, dataset, profile, seed=0, category=None, **overrides):
-    """Profile defaults, then explicit overrides; architecture resolved from the profile's preset.
+def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None, **overrides):
+    """Profile defaults, then explicit overrides; architecture resolved from the profile's preset;
+    the dataset's default protocol unless one is given.
 
     An override the model has no use for (e.g. --epochs-adv for a single-phase model) is an error,
     not silently ignored.
@@ -39,7 +41,8 @@ def resolve_config(model, dataset, profile, seed=0, category=None, **overrides):
     if profile not in PROFILE_NAMES:
         raise ConfigError(f"Unknown profile {profile!r}; choose one of {list(PROFILE_NAMES)}.")
     models = family(model)
-    config = {"model": model, "dataset": dataset, "category": category, "profile": profile, "seed": seed}
+    config = {"model": model, "dataset": dataset, "category": category, "profile": profile, "seed": seed,
+              "protocol": protocol or default_protocol(dataset)}
     config.update(COMMON)
     config.update(DATA[profile])
     config.update(models.TRAINING_COMMON)
