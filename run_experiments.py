@@ -160,7 +160,7 @@ def run(args, model, seed, category):
     history = fit(network, train_ds, preview, config, run_dir, verbose=1 if sys.stdout.isatty() else 2)
 
     detector = build_detector(network, size, config["architecture"]["channels"], config["score_weights"])
-    calibrate(detector, validation_ds, config["threshold_quantile"])
+    calibrate(detector, image_dataset(collection, split.train, size, batch), validation_ds, config["threshold_quantile"])
     threshold_label = f"threshold ({config['threshold_quantile']:.0%} quantile of validation normals)"
     metrics = evaluate(detector, collection, split, batch, run_dir, history, threshold_label)
     write_tensorboard_results(run_dir / "tensorboard", metrics, run_dir / "plots" / "roc.png", len(history))

@@ -34,7 +34,7 @@ class AnomalyScorer(layers.Layer):
     """(references, reconstructions) -> score, its terms, PSNR, the |x − x̂| error map and its z-map.
 
     Terms: mse, ssim_error (1 − SSIM) and error_zmax, the largest value of the smoothed error map
-    standardised per pixel by the validation normals' mean and std at that pixel (a normative map:
+    standardised per pixel by the training normals' mean and std at that pixel (a normative map:
     a pixel counts as anomalous when it errs more than normals do there, which finds small
     lesions that a whole-image mean dilutes). score = Σ weight · (term − mean) / std over the
     weighted terms. All calibration lives in non-trainable weights, saved with the model and
@@ -81,11 +81,10 @@ class AnomalyScorer(layers.Layer):
             "z_map": z_map,
         }
 
-    def calibrate_pixels(self, error_maps):
-        """Per-pixel mean and std of the validation normals' smoothed error maps (std smoothed too, floored)."""
-        smoothed = np.asarray(smooth_error(error_maps))
-        std = np.asarray(smooth_error(smoothed.std(axis=0, keepdims=True)))[0]
-        self.pixel_mean.assign(smoothed.mean(axis=0))
+    def calibrate_pixels(self, mean, std):
+        """Set the z-map's per-pixel mean and std of normals' smoothed error maps (std smoothed too, floored)."""
+        std = np.asarray(smooth_error(np.asarray(std, np.float32)[None]))[0]
+        self.pixel_mean.assign(np.asarray(mean, np.float32))
         self.pixel_std.assign(np.maximum(std, max(float(np.median(std)) * 0.1, 1e-4)))
 
     def calibrate(self, raw_terms):

@@ -10,13 +10,14 @@ import tensorflow as tf
 from data.phantom import make_phantom
 from data.pipeline import image_dataset
 from data.protocols import paper_split
-from evaluation.evaluate import calibrate
+from evaluation.evaluate import calibrate, pixel_moments
 from evaluation.metrics import classification_metrics
 from evaluation.scoring import (
     AnomalyScorer,
     ScoreCombiner,
     build_detector,
     score_batches,
+    smooth_error,
 )
 from models.improved_bigan import ImprovedBiGAN
 from models.layers import SqueezeExcite
@@ -60,7 +61,7 @@ def test_planted_anomalies_score_higher_after_training_on_normals(tiny_config):
     images = collection.images[collection.labels == 0][..., None].astype("float32") / 127.5 - 1.0
     train, held_out = images[:72], images[72:]
     detector = build_detector(trained_tiny_model(tiny_config, train, epochs=8), 32)
-    calibrate(detector, batches(train[:24]), quantile=0.95)
+    calibrate(detector, batches(train), batches(train[:24]), quantile=0.95)
     planted = held_out.copy()
     planted[:, 10:20, 10:20, :] = 1.0
     scores = np.concatenate([np.asarray(detector(held_out)["score"]), np.asarray(detector(planted)["score"])])
@@ -73,7 +74,7 @@ def test_calibration_centres_validation_scores_and_sets_the_threshold(tiny_confi
     split = paper_split(collection.labels, seed=0, validation_fraction=0.5)
     validation = image_dataset(collection, split.validation, 32, 8)
     detector = build_detector(ImprovedBiGAN(tiny_config), 32)
-    scores = calibrate(detector, validation, quantile=0.9)
+    scores = calibrate(detector, validation, validation, quantile=0.9)
     recomputed = score_batches(detector, validation, keep=("score", "is_anomalous"))
     np.testing.assert_allclose(recomputed["score"], scores, rtol=1e-5, atol=1e-6)
     assert abs(float(np.mean(scores))) < 1e-4  # standardised terms have mean 0 on validation normals
@@ -99,7 +100,7 @@ def test_squeeze_excite_rescales_channels_between_zero_and_one():
 
 def test_detector_with_calibration_reloads_with_safe_mode(tiny_config, fixed_batch, tmp_path):
     detector = build_detector(trained_tiny_model(tiny_config, fixed_batch, epochs=1), 32)
-    calibrate(detector, batches(fixed_batch), quantile=0.5)
+    calibrate(detector, batches(fixed_batch), batches(fixed_batch), quantile=0.5)
     detector.save(tmp_path / "detector.keras")
     restored = keras.saving.load_model(tmp_path / "detector.keras", safe_mode=True)
     for name in ("score", "error_map", "reconstruction", "is_anomalous"):
@@ -122,7 +123,7 @@ class TwoStageStandIn(keras.Model):
 
 def test_cascade_detector_calibrates_each_module_and_averages_them(fixed_batch, tmp_path):
     detector = build_detector(TwoStageStandIn(), 32)
-    scores = calibrate(detector, batches(fixed_batch), quantile=0.5)
+    scores = calibrate(detector, batches(fixed_batch), batches(fixed_batch), quantile=0.5)
     outputs = detector(fixed_batch)
     for module in ("module_1", "module_2"):
         assert abs(float(np.mean(outputs[f"{module}_score"]))) < 1e-4  # each standardised on the validation set
@@ -141,7 +142,8 @@ def test_error_zmax_finds_a_small_anomaly_that_the_mean_error_dilutes():
     reconstructions = normals + rng.normal(0, 0.05, normals.shape).astype("float32")
     reconstructions[:, :, :8] += 0.3  # normals always err on the left edge: the z-map must not flag it
     errors = scorer(normals, reconstructions)
-    scorer.calibrate_pixels(np.asarray(errors["error_map"]))
+    smoothed = np.asarray(smooth_error(errors["error_map"]))
+    scorer.calibrate_pixels(smoothed.mean(axis=0), smoothed.std(axis=0))
     scorer.calibrate({name: np.asarray(scorer(normals, reconstructions)[name]) for name in ("mse", "ssim_error", "error_zmax")})
     lesion = reconstructions[:1].copy()
     lesion[0, 14:18, 14:18] += 0.3  # 16 pixels erring like the normal edge does
@@ -152,10 +154,23 @@ def test_error_zmax_finds_a_small_anomaly_that_the_mean_error_dilutes():
     assert lesion_terms["z_map"].shape == (1, 32, 32)
 
 
-def test_z_map_scores_calibrate_pixels_and_threshold_on_disjoint_halves(fixed_batch):
+def test_z_map_pixels_come_from_the_reference_normals_and_the_threshold_from_validation(fixed_batch):
     detector = build_detector(TwoStageStandIn(), 32, score_weights={"error_zmax": 1.0})
-    scores = calibrate(detector, batches(fixed_batch), quantile=0.5)
-    assert len(scores) == len(fixed_batch) // 2  # the threshold half only
-    outputs = detector(fixed_batch)
-    np.testing.assert_allclose(scores, np.asarray(outputs["score"])[len(fixed_batch) // 2:], rtol=1e-5, atol=1e-5)
+    reference, validation = fixed_batch[:5], fixed_batch[5:]
+    scores = calibrate(detector, batches(reference, size=2), batches(validation), quantile=0.5)
+    on_reference = detector(reference)
+    for module in ("module_1", "module_2"):
+        smoothed = np.asarray(smooth_error(on_reference[f"{module}_error_map"]))
+        scorer = detector.get_layer(f"anomaly_scorer_{module}")
+        np.testing.assert_allclose(scorer.pixel_mean.numpy(), smoothed.mean(axis=0), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(on_reference[f"{module}_z_map"]).mean(axis=0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(scores, np.asarray(detector(validation)["score"]), rtol=1e-5, atol=1e-5)
     assert float(detector.get_layer("score_combiner").threshold.numpy()) == pytest.approx(np.quantile(scores, 0.5), rel=1e-5)
+
+
+def test_pixel_moments_accumulate_uneven_batches_exactly(fixed_batch):
+    detector = build_detector(TwoStageStandIn(), 32)
+    moments = pixel_moments(detector, batches(fixed_batch, size=3), ["module_1_error_map"])
+    smoothed = np.asarray(smooth_error(detector(fixed_batch)["module_1_error_map"]))
+    np.testing.assert_allclose(moments["module_1_error_map"][0], smoothed.mean(axis=0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(moments["module_1_error_map"][1], smoothed.std(axis=0), rtol=1e-3, atol=1e-6)
