@@ -99,6 +99,8 @@ def parse_args(argv=None):
     parser.add_argument("--lr", type=float, help="Adam learning rate for all networks")
     parser.add_argument("--perceptual-weights", help="VGG16 weights for the perceptual loss: imagenet | none | PATH")
     parser.add_argument("--xla", choices=("auto", "on", "off"), help="XLA-compile the train steps (auto: on a GPU only)")
+    parser.add_argument("--mixed-precision", action="store_true", default=None,
+                        help="bfloat16 compute inside the networks, float32 weights, losses, scores and exports")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", type=seed_list, help="comma-separated seeds, e.g. 0,1,2: one run each, then mean ± std in report.md")
     parser.add_argument("--out", default="runs", help="root of run directories")

@@ -22,7 +22,7 @@ import tensorflow as tf  # noqa: E402
 from evaluation.scoring import build_detector  # noqa: E402
 from models.registry import architecture  # noqa: E402
 from training.profiles import resolve_config  # noqa: E402
-from training.trainer import compiled_model  # noqa: E402
+from training.trainer import compiled_model, dtype_policy  # noqa: E402
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -40,9 +40,10 @@ def peak_memory_mb():
     return {"cpu_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def benchmark(model_name, preset, batch_size, image_size, steps, perceptual_weights):
+def benchmark(model_name, preset, batch_size, image_size, steps, perceptual_weights, mixed_precision=False, xla="auto"):
     overrides = {"perceptual_weights": perceptual_weights} if perceptual_weights else {}
-    config = resolve_config(model_name, "phantom", "paper", batch_size=batch_size, **overrides)
+    config = resolve_config(model_name, "phantom", "paper", batch_size=batch_size, mixed_precision=mixed_precision,
+                            xla=xla, **overrides)
     config["architecture"] = architecture(model_name, preset, image_size=image_size)
     model = compiled_model(config)
     schedule = model.make_schedule(config)
@@ -50,7 +51,8 @@ def benchmark(model_name, preset, batch_size, image_size, steps, perceptual_weig
     batch = tf.random.uniform((batch_size, image_size, image_size, 1), -1.0, 1.0)
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
     results = {"model": model_name, "preset": preset, "batch_size": batch_size, "image_size": image_size,
-               "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU", **overrides}
+               "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU", "dtype_policy": dtype_policy(config),
+               "xla": xla, **overrides}
     for mode, epoch in schedule.representative_epochs().items():
         schedule.on_epoch_begin(epoch)
         timer = _EpochTimer()
@@ -79,10 +81,13 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per mode (after one warm-up epoch)")
     parser.add_argument("--perceptual-weights", help="improved_bigan: 'none' (default) measures the networks alone; 'random' adds the cost of the VGG16 perceptual loss")
+    parser.add_argument("--mixed-precision", action="store_true", help="bfloat16 compute (float32 weights and outputs)")
+    parser.add_argument("--xla", choices=("auto", "on", "off"), default="auto")
     args = parser.parse_args(argv)
     if args.model == "improved_bigan" and args.perceptual_weights is None:
         args.perceptual_weights = "none"
-    results = benchmark(args.model, args.preset, args.batch_size, args.image_size, args.steps, args.perceptual_weights)
+    results = benchmark(args.model, args.preset, args.batch_size, args.image_size, args.steps, args.perceptual_weights,
+                        args.mixed_precision, args.xla)
     for name, value in results.items():
         print(f"{name:40s} {value:.1f}" if isinstance(value, float) else f"{name:40s} {value}")
     print(json.dumps(results))

@@ -122,13 +122,14 @@ def build_detector(model, image_size, channels=1, score_weights=None):
     pairs = model.score_pairs(images)
     outputs, module_scores = {}, []
     for name, (reference, reconstruction) in pairs.items():
-        terms = AnomalyScorer(image_size, score_weights, name=scorer_name(name, len(pairs)))(reference, reconstruction)
+        scorer = AnomalyScorer(image_size, score_weights, name=scorer_name(name, len(pairs)), dtype="float32")
+        terms = scorer(reference, reconstruction)
         module_scores.append(terms["score"])
         if len(pairs) > 1:
             outputs.update({f"{name}_{key}": value for key, value in terms.items()})
     outputs.update({key: value for key, value in terms.items() if key != "score"})
     outputs["reconstruction"] = reconstruction
-    outputs.update(ScoreCombiner(name="score_combiner")(module_scores))
+    outputs.update(ScoreCombiner(name="score_combiner", dtype="float32")(module_scores))
     return keras.Model(images, outputs, name="anomaly_detector")
 
 

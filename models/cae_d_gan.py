@@ -15,7 +15,7 @@ import tensorflow as tf
 from keras import layers
 
 from models.config import ConfigError
-from models.layers import conv_act, conv_block, magnify_block, multi_kernel_block, residual_block, rrdb
+from models.layers import OUTPUT_DTYPE, conv_act, conv_block, magnify_block, multi_kernel_block, residual_block, rrdb
 from training.losses import hinge_discriminator_loss, hinge_generator_loss
 from training.schedule import SinglePhaseSchedule
 
@@ -116,8 +116,8 @@ def build_degrader(config):
     """x -> degrade(x): what a 1/factor-resolution view keeps, back at full size (no weights)."""
     images = _image_input(config)
     factor = config["degrade_factor"]
-    low = layers.AveragePooling2D(factor, name="downsample")(images)
-    degraded = layers.UpSampling2D(factor, interpolation="bilinear", name="upsample")(low)
+    low = layers.AveragePooling2D(factor, name="downsample", dtype=OUTPUT_DTYPE)(images)
+    degraded = layers.UpSampling2D(factor, interpolation="bilinear", name="upsample", dtype=OUTPUT_DTYPE)(low)
     return keras.Model(images, degraded, name="degrader")
 
 
@@ -130,7 +130,7 @@ def build_cae_encoder(config):
     x = images = _image_input(config)
     for index, filters in enumerate(config["cae_filters"]):
         x = conv_block(x, filters, f"enc{index}", batch_norm=False)
-    code = layers.Conv2D(config["cae_code_channels"], 1, name="code")(x)
+    code = layers.Conv2D(config["cae_code_channels"], 1, name="code", dtype=OUTPUT_DTYPE)(x)
     return keras.Model(images, code, name="cae_encoder")
 
 
@@ -143,7 +143,9 @@ def build_cae_decoder(config):
     for index, width in enumerate(reversed(filters[:-1])):
         x = layers.Conv2DTranspose(width, 4, strides=2, padding="same", name=f"dec{index}_deconv")(x)
         x = layers.LeakyReLU(0.2, name=f"dec{index}_act")(x)
-    images = layers.Conv2DTranspose(config["channels"], 4, strides=2, padding="same", activation="tanh", name="image")(x)
+    images = layers.Conv2DTranspose(
+        config["channels"], 4, strides=2, padding="same", activation="tanh", name="image", dtype=OUTPUT_DTYPE
+    )(x)
     return keras.Model(code, images, name="cae_decoder")
 
 
@@ -161,7 +163,7 @@ def _build_generator(config, width, trunk, name):
     x = layers.Add(name="long_skip")([features, x])
     for step in range(factor.bit_length() - 1):
         x = magnify_block(x, width, f"magnify{step}")
-    output = layers.Conv2D(config["channels"], 3, padding="same", activation="tanh", name="output")(x)
+    output = layers.Conv2D(config["channels"], 3, padding="same", activation="tanh", name="output", dtype=OUTPUT_DTYPE)(x)
     return keras.Model(images, output, name=name)
 
 
@@ -192,7 +194,7 @@ def build_discriminator(config, kernel_sizes, name):
     x = images = _image_input(config)
     for index, filters in enumerate(config["discriminator_filters"]):
         x = multi_kernel_block(x, filters, kernel_sizes, f"block{index}")
-    logits = layers.Conv2D(1, 3, padding="same", name="logits")(x)
+    logits = layers.Conv2D(1, 3, padding="same", name="logits", dtype=OUTPUT_DTYPE)(x)
     return keras.Model(images, logits, name=name)
 
 

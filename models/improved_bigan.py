@@ -11,7 +11,7 @@ import tensorflow as tf
 from keras import layers
 
 from models.config import ConfigError
-from models.layers import conv_block, up_block
+from models.layers import OUTPUT_DTYPE, conv_block, up_block
 from training.losses import ReconstructionLoss, bigan_losses, build_perceptual_extractor
 from training.schedule import TwoPhaseSchedule
 
@@ -70,7 +70,7 @@ def build_encoder(config):
     for index, filters in enumerate(config["filters"]):
         x = conv_block(x, filters, f"enc{index}", attention=True, se_ratio=config["se_ratio"])
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)
-    latent = layers.Dense(config["latent_dim"], name="latent")(x)
+    latent = layers.Dense(config["latent_dim"], name="latent", dtype=OUTPUT_DTYPE)(x)
     return keras.Model(images, latent, name="encoder")
 
 
@@ -86,7 +86,7 @@ def build_generator(config):
     for index, width in enumerate(reversed(filters[:-1])):
         x = up_block(x, width, f"up{index}", se_ratio=config["se_ratio"])
     images = layers.Conv2DTranspose(
-        config["channels"], 4, strides=2, padding="same", activation="tanh", name="image"
+        config["channels"], 4, strides=2, padding="same", activation="tanh", name="image", dtype=OUTPUT_DTYPE
     )(x)
     return keras.Model(latent, images, name="generator")
 
@@ -109,7 +109,7 @@ def build_discriminator(config):
     joint = layers.Dense(config["joint_units"], name="joint_dense")(joint)
     joint = layers.LeakyReLU(0.2, name="joint_act")(joint)
     joint = layers.Dropout(config["dropout"], name="joint_dropout")(joint)
-    logit = layers.Dense(1, name="logit")(joint)
+    logit = layers.Dense(1, name="logit", dtype=OUTPUT_DTYPE)(joint)
     return keras.Model([images, latent], logit, name="discriminator")
 
 

@@ -3,6 +3,10 @@
 import keras
 from keras import layers
 
+# Every sub-network's output layer computes in float32 whatever the global dtype policy, so that
+# under --mixed-precision (bfloat16 inside the networks) losses, scores and exports stay float32.
+OUTPUT_DTYPE = "float32"
+
 
 @keras.saving.register_keras_serializable(package="bigan_ad")
 class SqueezeExcite(layers.Layer):
@@ -18,9 +22,10 @@ class SqueezeExcite(layers.Layer):
 
     def build(self, input_shape):
         channels = input_shape[-1]
-        self.pool = layers.GlobalAveragePooling2D(keepdims=True)
-        self.squeeze = layers.Dense(max(1, channels // self.ratio), activation="relu")
-        self.excite = layers.Dense(channels, activation="sigmoid")
+        policy = self.dtype_policy  # inner layers follow this layer's policy, also when reloaded under another
+        self.pool = layers.GlobalAveragePooling2D(keepdims=True, dtype=policy)
+        self.squeeze = layers.Dense(max(1, channels // self.ratio), activation="relu", dtype=policy)
+        self.excite = layers.Dense(channels, activation="sigmoid", dtype=policy)
         self.squeeze.build((None, 1, 1, channels))
         self.excite.build((None, 1, 1, max(1, channels // self.ratio)))
         super().build(input_shape)

@@ -2,10 +2,13 @@
 
 import json
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from evaluation.export import export_saved_model
+from evaluation.scoring import build_detector
 from training.callbacks import TrainingDivergedError
 from training.checkpoints import TrainingCheckpoint
 from training.profiles import resolve_config
@@ -52,3 +55,36 @@ def test_restored_checkpoint_holds_weights_and_optimizer_state(tmp_path, fixed_b
 @pytest.mark.parametrize("xla, expected", [("on", True), ("off", False)])
 def test_xla_setting_reaches_the_compiled_train_step(xla, expected):
     assert compiled_model(resolve_config("improved_bigan", "phantom", "smoke", xla=xla)).jit_compile is expected
+
+
+@pytest.fixture
+def float32_afterwards():
+    yield
+    keras.config.set_dtype_policy("float32")  # compiled_model sets the global policy; leave it as found
+
+
+@pytest.mark.parametrize("model_name", ["improved_bigan", "cae_d_gan"])
+def test_mixed_precision_computes_in_bfloat16_and_keeps_weights_losses_and_scores_float32(
+    model_name, fixed_batch, float32_afterwards, tmp_path
+):
+    config = resolve_config(model_name, "phantom", "smoke", mixed_precision=True, image_size=32)
+    model = compiled_model(config)
+    sub_layers = [layer for network in model.checkpoint_items().values() if isinstance(network, keras.Model)
+                  for layer in network.layers]
+    assert {layer.compute_dtype for layer in sub_layers if isinstance(layer, keras.layers.Conv2D)} >= {"bfloat16"}
+    assert {variable.dtype for variable in model.trainable_variables} == {"float32"}
+    history = fit(model, batches(fixed_batch), fixed_batch[:2], config, tmp_path, verbose=0)
+    assert all(np.isfinite(value) for record in history for key, value in record.items() if key.endswith("loss"))
+
+    detector = build_detector(model, 32, score_weights=config["score_weights"])
+    outputs = detector(fixed_batch)
+    for name in ("score", "reconstruction", "error_map", "z_map"):
+        assert outputs[name].dtype == "float32", name
+    keras.config.set_dtype_policy("float32")  # a user loading the model later runs the default policy
+    detector.save(tmp_path / "detector.keras")
+    restored = keras.saving.load_model(tmp_path / "detector.keras", safe_mode=True)
+    np.testing.assert_allclose(restored(fixed_batch)["score"], outputs["score"], rtol=1e-4, atol=1e-4)
+    export_saved_model(restored, tmp_path / "saved_model", 32)
+    served = tf.saved_model.load(str(tmp_path / "saved_model")).signatures["serving_float"](
+        images=tf.constant((fixed_batch + 1.0) / 2.0))
+    assert served["score"].dtype == tf.float32 and np.all(np.isfinite(served["score"]))

@@ -16,6 +16,7 @@ COMMON = {
     "threshold_quantile": 0.95,
     "image_every": 5,
     "xla": "auto",  # Keras' default: XLA-compile train steps on a GPU, not on a CPU
+    "mixed_precision": False,  # bfloat16 compute, float32 weights and outputs (no loss scaling needed)
 }
 # Phantom size per profile: the smoke profile must run in seconds.
 DATA = {
@@ -27,6 +28,7 @@ DATA = {
 # Settings a command-line flag may override (None = keep the profile's value).
 OVERRIDABLE = (
     "epochs", "epochs_recon", "epochs_adv", "batch_size", "lr", "perceptual_weights", "image_size", "latent_dim", "xla",
+    "mixed_precision",
 )
 _ARCHITECTURE_KEYS = ("image_size", "latent_dim")
 
