@@ -38,7 +38,8 @@ from models.config import ConfigError  # noqa: E402
 from models.registry import MODEL_NAMES, ModelNotAvailableError, check_model_name  # noqa: E402
 from training.callbacks import TrainingDivergedError  # noqa: E402
 from training.losses import PerceptualWeightsError  # noqa: E402
-from training.profiles import OVERRIDABLE, PROFILE_NAMES, resolve_config  # noqa: E402
+from training.distribution import STRATEGIES, make_strategy  # noqa: E402
+from training.profiles import COMMON, OVERRIDABLE, PROFILE_NAMES, resolve_config  # noqa: E402
 from training.runs import latest_unfinished_run, new_run_dir, set_state  # noqa: E402
 from training.trainer import compiled_model, fit  # noqa: E402
 
@@ -99,6 +100,9 @@ def parse_args(argv=None):
     parser.add_argument("--lr", type=float, help="Adam learning rate for all networks")
     parser.add_argument("--perceptual-weights", help="VGG16 weights for the perceptual loss: imagenet | none | PATH")
     parser.add_argument("--xla", choices=("auto", "on", "off"), help="XLA-compile the train steps (auto: on a GPU only)")
+    parser.add_argument("--strategy", choices=STRATEGIES,
+                        help="tf.distribute strategy: default (one device), mirrored (every local GPU), "
+                             "multi_worker (the cluster in TF_CONFIG); --batch-size is the global batch")
     parser.add_argument("--mixed-precision", action="store_true", default=None,
                         help="bfloat16 compute inside the networks, float32 weights, losses, scores and exports")
     parser.add_argument("--seed", type=int, default=0)
@@ -115,8 +119,8 @@ def model_names(value):
     return names
 
 
-def run(args, model, seed, category):
-    """One model, seed and category: data -> split -> train -> calibrate -> evaluate -> export.
+def run(args, model, seed, category, strategy):
+    """One model, seed and category: data -> split -> train (under `strategy`) -> calibrate -> evaluate -> export.
 
     Returns (config, metrics, run dir).
     """
@@ -157,7 +161,8 @@ def run(args, model, seed, category):
     preview_indices = np.concatenate([split.validation[:4], abnormal[:4]])
     preview = next(iter(image_dataset(collection, preview_indices, size, len(preview_indices))))
 
-    network = compiled_model(config)
+    with strategy.scope():  # variables and optimizer slots are created per replica
+        network = compiled_model(config)
     set_state(run_dir, "running")
     history = fit(network, train_ds, preview, config, run_dir, verbose=1 if sys.stdout.isatty() else 2)
 
@@ -217,8 +222,9 @@ def main(argv=None):
             prepare_data(args)
             return 0
         models = model_names(args.model)
+        strategy = make_strategy(args.strategy or COMMON["strategy"])  # before any other TensorFlow work
         results = [
-            run(args, model, seed, category)
+            run(args, model, seed, category, strategy)
             for category in categories(args) for model in models for seed in (args.seeds or [args.seed])
         ]
         if len(results) > 1:

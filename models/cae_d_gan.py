@@ -16,6 +16,7 @@ from keras import layers
 
 from models.config import ConfigError
 from models.layers import OUTPUT_DTYPE, conv_act, conv_block, magnify_block, multi_kernel_block, residual_block, rrdb
+from training.distribution import replica_gradients
 from training.losses import hinge_discriminator_loss, hinge_generator_loss
 from training.schedule import SinglePhaseSchedule
 
@@ -203,7 +204,7 @@ def _trackers(names):
 
 
 def _apply(optimizer, loss, tape, variables):
-    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    optimizer.apply_gradients(zip(replica_gradients(tape, loss, variables), variables))
 
 
 class ConvAutoencoder(keras.Model):

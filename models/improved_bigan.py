@@ -12,6 +12,7 @@ from keras import layers
 
 from models.config import ConfigError
 from models.layers import OUTPUT_DTYPE, conv_block, up_block
+from training.distribution import replica_gradients
 from training.losses import ReconstructionLoss, bigan_losses, build_perceptual_extractor
 from training.schedule import TwoPhaseSchedule
 
@@ -235,7 +236,7 @@ class ImprovedBiGAN(keras.Model):
             real, fake = self._pairs_logits(images, training=True)
             d_loss, _ = bigan_losses(real, fake)
         variables = self.discriminator.trainable_variables
-        self.discriminator_optimizer.apply_gradients(zip(tape.gradient(d_loss, variables), variables))
+        self.discriminator_optimizer.apply_gradients(zip(replica_gradients(tape, d_loss, variables), variables))
         self.trackers["d_loss"].update_state(d_loss)
         self.trackers["d_real"].update_state(tf.reduce_mean(tf.sigmoid(real)))
         self.trackers["d_fake"].update_state(tf.reduce_mean(tf.sigmoid(fake)))
@@ -249,7 +250,7 @@ class ImprovedBiGAN(keras.Model):
                 _, adv_loss = bigan_losses(*self._pairs_logits(images, training=True))
                 loss = loss + self.adversarial_weight * adv_loss
         variables = self.autoencoder_variables
-        self.reconstruction_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.reconstruction_optimizer.apply_gradients(zip(replica_gradients(tape, loss, variables), variables))
         self.trackers["recon_loss"].update_state(terms["total"])
         for name in self.reconstruction_loss.terms:
             self.trackers[name].update_state(terms[name])

@@ -77,7 +77,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
                 tf.summary.scalar(f"{phase}/{name}", float(value))
             for name, item in self.model.checkpoint_items().items():
                 if isinstance(item, keras.optimizers.Optimizer):
-                    tf.summary.scalar(f"learning_rate/{name}", float(item.learning_rate))
+                    tf.summary.scalar(f"learning_rate/{name}", float(keras.ops.convert_to_numpy(item.learning_rate)))
             if (epoch + 1) % self.image_every == 0 or epoch + 1 == self.schedule.total_epochs:
                 tf.summary.image("reconstructions", self._panels(), max_outputs=len(self.preview))
         self.writer.flush()

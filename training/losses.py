@@ -117,11 +117,15 @@ def bigan_losses(real_logits, fake_logits):
 
     Returns (discriminator loss, encoder+generator loss); the latter uses flipped labels
     (the non-saturating form), so E and G learn to make the two joint distributions match.
+    Plain batch means, like every loss here (keras.losses would pre-divide by the replica
+    count under tf.distribute; training.distribution.replica_gradients does that for all).
     """
-    bce = keras.losses.BinaryCrossentropy(from_logits=True)
-    ones, zeros = tf.ones_like(real_logits), tf.zeros_like(real_logits)
-    discriminator = bce(ones, real_logits) + bce(zeros, fake_logits)
-    encoder_generator = bce(zeros, real_logits) + bce(ones, fake_logits)
+
+    def bce(label, logits):
+        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(tf.shape(logits), label), logits=logits))
+
+    discriminator = bce(1.0, real_logits) + bce(0.0, fake_logits)
+    encoder_generator = bce(0.0, real_logits) + bce(1.0, fake_logits)
     return discriminator, encoder_generator
 
 

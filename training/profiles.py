@@ -17,6 +17,7 @@ COMMON = {
     "image_every": 5,
     "xla": "auto",  # Keras' default: XLA-compile train steps on a GPU, not on a CPU
     "mixed_precision": False,  # bfloat16 compute, float32 weights and outputs (no loss scaling needed)
+    "strategy": "default",  # tf.distribute: default (one device), mirrored (local GPUs), multi_worker (TF_CONFIG)
 }
 # Phantom size per profile: the smoke profile must run in seconds.
 DATA = {
@@ -28,7 +29,7 @@ DATA = {
 # Settings a command-line flag may override (None = keep the profile's value).
 OVERRIDABLE = (
     "epochs", "epochs_recon", "epochs_adv", "batch_size", "lr", "perceptual_weights", "image_size", "latent_dim", "xla",
-    "mixed_precision",
+    "mixed_precision", "strategy",
 )
 _ARCHITECTURE_KEYS = ("image_size", "latent_dim")
 
