@@ -53,6 +53,9 @@ PAPER_RESULTS.update({
 PAPER_MODULE_AUROC = {
     "25": (0.92, 0.87, 0.84), "50": (0.91, 0.90, 0.84), "75": (0.92, 0.93, 0.86), "100": (0.91, 0.90, 0.85),
 }
+PAPER_RESULTS[("cae_d_gan", "chest_xray_1")].update(
+    {f"module_{index}_auroc": value for index, value in enumerate(PAPER_MODULE_AUROC["100"], start=1)}
+)
 _SUMMARY_ROWS = (*TABLE_COLUMNS, "average_precision", "threshold", "oracle_accuracy", "pixel_auroc",
                  "psnr", "ssim", "psnr_normal", "psnr_abnormal", "ssim_normal", "ssim_abnormal")
 REPORT_COLUMNS = (*TABLE_COLUMNS, "average_precision", "oracle_accuracy", "pixel_auroc", "psnr", "ssim")
@@ -126,8 +129,20 @@ def _mean_std(values):
     return float(np.mean(values)), float(np.std(values))
 
 
+def _report_values(metrics):
+    """A run's reportable numbers: its flat metrics and each cascade module's AUROC as module_N_auroc."""
+    return {**metrics, **{f"{module}_auroc": value for module, value in metrics.get("module_auroc", {}).items()}}
+
+
+def report_columns(results):
+    """REPORT_COLUMNS, then the module AUROCs when any run is a cascade."""
+    modules = sorted({f"{module}_auroc" for _, metrics, _ in results for module in metrics.get("module_auroc", {})})
+    return (*REPORT_COLUMNS, *modules)
+
+
 def report_rows(results):
-    """One row per (dataset, model): mean and std over seeds of REPORT_COLUMNS, and the paper's numbers."""
+    """One row per (dataset, model): mean and std over seeds of the report columns, and the paper's numbers."""
+    columns = report_columns(results)
     groups = {}
     for config, metrics, run_dir in results:
         groups.setdefault((dataset_label(config), config["model"]), []).append((config, metrics, run_dir))
@@ -136,8 +151,8 @@ def report_rows(results):
         row = {"dataset": dataset, "model": model, "seeds": ",".join(str(c["seed"]) for c, _, _ in runs),
                "runs": " ".join(str(d) for _, _, d in runs)}
         reference = paper_reference(runs[0][0]) or {}
-        for column in REPORT_COLUMNS:
-            row[f"{column}_mean"], row[f"{column}_std"] = _mean_std([m.get(column) for _, m, _ in runs])
+        for column in columns:
+            row[f"{column}_mean"], row[f"{column}_std"] = _mean_std([_report_values(m).get(column) for _, m, _ in runs])
             row[f"{column}_paper"] = reference.get(column, float("nan"))
         rows.append(row)
     return rows
@@ -162,9 +177,9 @@ def write_report(results, out_root):
         text = "–" if math.isnan(mean) else f"{mean:.3f}" + (f" ± {std:.3f}" if len(row["seeds"].split(",")) > 1 else "")
         return text + ("" if math.isnan(paper) else f" ({paper:.3f})")
 
-    lines = ["| dataset | model | seeds | " + " | ".join(REPORT_COLUMNS) + " |",
-             "|---|---|---|" + "---|" * len(REPORT_COLUMNS)]
-    lines += [f"| {row['dataset']} | {row['model']} | {row['seeds']} | " + " | ".join(cell(row, c) for c in REPORT_COLUMNS) + " |"
+    columns = report_columns(results)
+    lines = ["| dataset | model | seeds | " + " | ".join(columns) + " |", "|---|---|---|" + "---|" * len(columns)]
+    lines += [f"| {row['dataset']} | {row['model']} | {row['seeds']} | " + " | ".join(cell(row, c) for c in columns) + " |"
               for row in rows]
     note = ("Mean ± std over seeds; the paper's own number, where it reports one, in parentheses. "
             "Thresholded metrics use the validation-normal threshold; oracle_accuracy is the papers' test-set sweep.")

@@ -65,3 +65,14 @@ def test_report_over_categories_lands_in_the_dataset_folder(tmp_path):
     assert [row["dataset"] for row in report_rows(results)] == ["mvtec_ad-bottle", "mvtec_ad-cable"]
     assert report_rows(results)[0]["auroc_paper"] == pytest.approx(0.921)
     assert write_report(results, tmp_path) == tmp_path / "mvtec_ad" / "report"
+
+
+def test_report_gives_cascade_module_aurocs_beside_figure_9(tmp_path):
+    results = [result("cae_d_gan", seed, 0.8, dataset="chest_xray_1") for seed in (0, 1)] + [result("improved_bigan", 0, 0.7)]
+    for (_, metrics, _), module_1 in zip(results, (0.82, 0.86)):
+        metrics["module_auroc"] = {"module_1": module_1, "module_2": 0.8, "module_3": 0.75}
+    cascade, single = report_rows(results)
+    assert cascade["module_1_auroc_mean"] == pytest.approx(0.84) and cascade["module_1_auroc_paper"] == pytest.approx(0.91)
+    assert math.isnan(single["module_1_auroc_mean"])
+    markdown = write_report(results, tmp_path).with_suffix(".md").read_text()
+    assert "module_3_auroc" in markdown and "0.840 ± 0.020 (0.910)" in markdown
