@@ -20,7 +20,7 @@ from data.sources import (
     ImageCollection,
     collect_class_folders,
     list_images,
-    missing_label,
+    with_both_labels,
 )
 
 KAGGLE_DATASETS = {
@@ -168,13 +168,10 @@ def load_class_folders(dataset: str, root: pathlib.Path | None) -> ImageCollecti
         raise not_found(dataset, root)
     not_used = [entry for folder, reason in match.excluded for entry in list_images(folder, reason)]
     collection = collect_class_folders(match.folders, match.layout.name, match.base, not_used)
-    missing = missing_label(collection)
-    if missing is not None:
-        raise DatasetError(
-            f"No usable {('normal', 'abnormal')[missing]} images in the {match.layout.name} layout found in "
-            f"'{match.base}' ({len(collection.skipped)} files skipped). {expected_layouts(dataset)}"
-        )
-    return collection
+    return with_both_labels(collection, lambda missing: (
+        f"No usable {('normal', 'abnormal')[missing]} images in the {match.layout.name} layout found in "
+        f"'{match.base}' ({len(collection.skipped)} files skipped). {expected_layouts(dataset)}"
+    ))
 
 
 def not_found(dataset: str, root: pathlib.Path | None) -> DatasetError:

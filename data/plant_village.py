@@ -20,7 +20,7 @@ from data.sources import (
     DatasetError,
     ImageCollection,
     collect_class_folders,
-    missing_label,
+    with_both_labels,
 )
 
 TFDS_NAME = "plant_village"
@@ -58,13 +58,10 @@ def load_plant_village(root: pathlib.Path | None, category: str | None) -> Image
     base, folders = _find(root)
     chosen = _select(folders, category, lambda folder: folder.name)
     collection = collect_class_folders(chosen, "plant_village", base)
-    missing = missing_label(collection)
-    if missing is not None:
-        raise DatasetError(
-            f"No usable {('healthy', 'diseased')[missing]} leaves of {category or 'any species'} under '{base}' "
-            f"({len(collection.skipped)} files skipped). {_EXPECTED}"
-        )
-    return collection
+    return with_both_labels(collection, lambda missing: (
+        f"No usable {('healthy', 'diseased')[missing]} leaves of {category or 'any species'} under '{base}' "
+        f"({len(collection.skipped)} files skipped). {_EXPECTED}"
+    ))
 
 
 def tfds_species(data_dir: str | None = None) -> list[str]:

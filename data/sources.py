@@ -208,9 +208,12 @@ def list_images(folder: pathlib.Path, reason: str) -> list[dict]:
     return [{"path": str(path), "reason": reason} for path in files]
 
 
-def missing_label(collection: ImageCollection) -> int | None:
-    """0 (normal) or 1 (abnormal): the first class without a usable image; None when both have one."""
-    return next((label for label in (0, 1) if not (collection.labels == label).any()), None)
+def with_both_labels(collection: ImageCollection, why_missing) -> ImageCollection:
+    """The collection, or DatasetError(why_missing(label)) for the first label (0 normal, 1 abnormal) without a usable image."""
+    missing = next((label for label in (0, 1) if not (collection.labels == label).any()), None)
+    if missing is not None:
+        raise DatasetError(why_missing(missing))
+    return collection
 
 
 def scan_files(paths: list[str]) -> list[tuple[dict, tuple[bytes, np.ndarray]] | str]:
@@ -249,13 +252,10 @@ def _load_folders(normal_dir: str | None, abnormal_dir: str | None) -> ImageColl
         if not folder.path.is_dir():
             raise DatasetError(f"The {_FOLDER_FLAGS[folder.label]} folder '{folder.path}' does not exist.")
     collection = collect_class_folders(folders, "folder (--normal-dir, --abnormal-dir)", None)
-    missing = missing_label(collection)
-    if missing is not None:
-        raise DatasetError(
-            f"The {_FOLDER_FLAGS[missing]} folder '{folders[missing].path}' has no usable images "
-            f"({', '.join(IMAGE_EXTENSIONS)}, searched recursively)."
-        )
-    return collection
+    return with_both_labels(collection, lambda missing: (
+        f"The {_FOLDER_FLAGS[missing]} folder '{folders[missing].path}' has no usable images "
+        f"({', '.join(IMAGE_EXTENSIONS)}, searched recursively)."
+    ))
 
 
 def _collect(class_dirs: list[tuple[pathlib.Path, int]]) -> ImageCollection:
