@@ -21,9 +21,9 @@ def export_saved_model(detector, path, image_size):
     Any H, W and C in {1, 2, 3, 4} are accepted and resized to the training size. Outputs:
     score (higher = more anomalous), is_anomalous (score >= stored threshold), error_map
     (|x - x̂| at image_size, on the [-1, 1] model scale), z_map (the smoothed error standardised
-    per pixel by the validation normals), reconstruction (in [0, 1]), and the
+    per pixel by the training normals), reconstruction (in [0, 1]), and the
     score's raw components mse and ssim_error; a cascade also returns each module's
-    `<module>_score`, `<module>_mse` and `<module>_ssim_error`.
+    `<module>_score`, `<module>_mse`, `<module>_ssim_error` and `<module>_error_zmax`.
     """
     names = [*SERVING_OUTPUTS, *(
         f"{prefix}{name}" for _, prefix in module_scorers(detector).values() if prefix for name in MODULE_OUTPUTS
