@@ -5,6 +5,7 @@
 """
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -183,12 +184,21 @@ def run(args, model, seed, category, strategy):
 
 
 def load_collection(args, config):
-    """The dataset of a resolved config; where it lives on disk comes from the command line."""
-    return load_dataset(
+    """The dataset of a resolved config; where it lives on disk comes from the command line.
+
+    Only the generated phantom depends on the seed, so a folder is scanned, decoded and checked for
+    duplicates once for all the models and seeds of a call, not once per run.
+    """
+    seed = config["seed"] if config["dataset"] == "phantom" else 0
+    return _cached_dataset(
         config["dataset"], data_dir=args.data_dir, normal_dir=args.normal_dir, abnormal_dir=args.abnormal_dir,
-        seed=config["seed"], phantom_normals=config["phantom_normals"], phantom_abnormals=config["phantom_abnormals"],
+        seed=seed, phantom_normals=config["phantom_normals"], phantom_abnormals=config["phantom_abnormals"],
         category=config["category"], source=args.source,
     )
+
+
+# Runs loop category > model > seed, so one cached dataset serves a category's runs and memory holds one at a time.
+_cached_dataset = functools.lru_cache(maxsize=1)(load_dataset)
 
 
 def protocol_split(collection, config):
@@ -217,6 +227,7 @@ def prepare_data(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    _cached_dataset.cache_clear()  # each call reads the folders as they are now
     try:
         if args.download or args.describe:
             prepare_data(args)

@@ -15,7 +15,7 @@ import tensorflow as tf
 import run_experiments
 from data.phantom import make_phantom
 from training.checkpoints import CheckpointEveryEpoch
-from training.profiles import DATA
+from training.profiles import DATA, resolve_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 METRIC_KEYS = {
@@ -143,6 +143,21 @@ def test_folder_dataset_export_reproduces_scores_from_files(tmp_path):
         image = tf.io.decode_image(tf.io.read_file(row["path"]), channels=0, expand_animations=False)
         score = float(serving(images=image[None])["score"][0])
         assert score == pytest.approx(float(row["score"]), rel=1e-3, abs=1e-4), row["path"]
+
+
+def test_a_folder_is_scanned_once_for_every_seed_and_the_phantom_is_drawn_per_seed(tmp_path):
+    normal, abnormal = write_image_folders(tmp_path / "images")
+    folder_args = run_experiments.parse_args(["--dataset", "folder", "--normal-dir", str(normal), "--abnormal-dir", str(abnormal)])
+    phantom_args = run_experiments.parse_args(["--dataset", "phantom"])
+
+    def collection(args, seed):
+        return run_experiments.load_collection(args, resolve_config("cae_d_gan", args.dataset, "smoke", seed=seed))
+
+    assert collection(folder_args, 0) is collection(folder_args, 1)
+    assert not np.array_equal(collection(phantom_args, 0).images, collection(phantom_args, 1).images)
+    first = collection(folder_args, 0)
+    run_experiments.main(["--dataset", "folder", "--normal-dir", str(normal), "--describe"])  # a new call starts afresh
+    assert collection(folder_args, 0) is not first
 
 
 def test_resume_continues_from_the_last_checkpoint(tmp_path, monkeypatch):
