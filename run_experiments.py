@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from data.describe import describe, duplicates_line  # noqa: E402
 from data.download import download  # noqa: E402
@@ -40,7 +41,7 @@ from models.registry import MODEL_NAMES, ModelNotAvailableError, check_model_nam
 from training.callbacks import TrainingDivergedError  # noqa: E402
 from training.losses import PerceptualWeightsError  # noqa: E402
 from training.distribution import STRATEGIES, make_strategy  # noqa: E402
-from training.profiles import COMMON, OVERRIDABLE, PROFILE_NAMES, resolve_config  # noqa: E402
+from training.profiles import COMMON, OVERRIDABLE, PROFILE_NAMES, resolve_config, scale_to_data  # noqa: E402
 from training.runs import latest_unfinished_run, new_run_dir, set_state  # noqa: E402
 from training.trainer import compiled_model, fit  # noqa: E402
 
@@ -106,6 +107,14 @@ def parse_args(argv=None):
                              "multi_worker (the cluster in TF_CONFIG); --batch-size is the global batch")
     parser.add_argument("--mixed-precision", action="store_true", default=None,
                         help="bfloat16 compute inside the networks, float32 weights, losses, scores and exports")
+    parser.add_argument("--score", help="score variant behind the score, threshold and exports: paper (0.7 MSE + "
+                        "0.3 (1-SSIM)), mse, error_zmax, latent (improved_bigan); default per model and profile")
+    parser.add_argument("--phantom-draw", choices=("test", "dev"),
+                        help="phantom: `dev` is a separate draw for tuning; reported numbers use `test`")
+    parser.add_argument("--min-updates", type=non_negative_int,
+                        help="stretch the epochs of a small training set to at least this many updates (0: off)")
+    parser.add_argument("--nondeterministic", dest="deterministic", action="store_false", default=None,
+                        help="skip TensorFlow op determinism (faster; the same command may then differ slightly)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", type=seed_list, help="comma-separated seeds, e.g. 0,1,2: one run each, then mean ± std in report.md")
     parser.add_argument("--out", default="runs", help="root of run directories")
@@ -135,6 +144,8 @@ def run(args, model, seed, category, strategy):
     elif args.resume:
         print(f"No unfinished {model} run on {args.dataset} under {args.out}/; starting a new run.")
 
+    if config["deterministic"]:
+        tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config["seed"])
     collection = load_collection(args, config)
     if collection.skipped:
@@ -142,9 +153,13 @@ def run(args, model, seed, category, strategy):
     if duplicates_line(collection.duplicates):
         print(duplicates_line(collection.duplicates))
     if run_dir is None:
+        split = protocol_split(collection, config)
+        config = scale_to_data(config, len(split.train))
+        if config["epoch_scale"] > 1:
+            print(f"Small training set ({len(split.train)} images, {config['steps_per_epoch']} steps an epoch): epochs "
+                  f"x{config['epoch_scale']} to reach {config['min_updates']} updates (--min-updates 0 turns this off).")
         run_dir = new_run_dir(args.out, config)
         (run_dir / "config.json").write_text(json.dumps(config, indent=1))
-        split = protocol_split(collection, config)
         write_split(run_dir / "split.json", collection, split)
     else:
         split = split_from_json(collection, json.loads((run_dir / "split.json").read_text()))
@@ -158,6 +173,7 @@ def run(args, model, seed, category, strategy):
     size, batch = config["architecture"]["image_size"], config["batch_size"]
     train_ds = image_dataset(collection, split.train, size, batch, training=True, seed=config["seed"])
     validation_ds = image_dataset(collection, split.validation, size, batch)
+    normals_ds = image_dataset(collection, split.train, size, batch)  # un-augmented training normals
     abnormal = split.test[collection.labels[split.test] == 1]
     preview_indices = np.concatenate([split.validation[:4], abnormal[:4]])
     preview = next(iter(image_dataset(collection, preview_indices, size, len(preview_indices))))
@@ -165,10 +181,10 @@ def run(args, model, seed, category, strategy):
     with strategy.scope():  # variables and optimizer slots are created per replica
         network = compiled_model(config)
     set_state(run_dir, "running")
-    history = fit(network, train_ds, preview, config, run_dir, verbose=1 if sys.stdout.isatty() else 2)
+    history = fit(network, train_ds, normals_ds, preview, config, run_dir, verbose=1 if sys.stdout.isatty() else 2)
 
-    detector = build_detector(network, size, config["architecture"]["channels"], config["score_weights"])
-    calibrate(detector, image_dataset(collection, split.train, size, batch), validation_ds, config["threshold_quantile"])
+    detector = build_detector(network, size, config["architecture"]["channels"], config["score"])
+    calibrate(detector, normals_ds, validation_ds, config["threshold_quantile"])
     threshold_label = f"threshold ({config['threshold_quantile']:.0%} quantile of validation normals)"
     metrics = evaluate(detector, collection, split, batch, run_dir, history, threshold_label)
     write_tensorboard_results(run_dir / "tensorboard", metrics, run_dir / "plots" / "roc.png", len(history))
@@ -193,6 +209,7 @@ def load_collection(args, config):
     return _cached_dataset(
         config["dataset"], data_dir=args.data_dir, normal_dir=args.normal_dir, abnormal_dir=args.abnormal_dir,
         seed=seed, phantom_normals=config["phantom_normals"], phantom_abnormals=config["phantom_abnormals"],
+        phantom_draw=config["phantom_draw"],
         category=config["category"], source=args.source,
     )
 

@@ -24,30 +24,34 @@ _MIN_LESION_RADIUS = 1.5
 # log-uniform so that subtle and strong lesions are equally common.
 _LESION_CONTRAST = (0.05, 3.0)
 _SECOND_LESION_PROBABILITY = 0.25
+# Draws: `test` is what every reported number uses; `dev` is for tuning (defaults, presets, scores).
+# The draw is part of each slice's seed, so no dev slice equals a test slice, whatever the seeds.
+DRAWS = {"test": (), "dev": (1,)}
 
 
-def make_phantom(n_normal: int, n_abnormal: int, size: int = 128, seed: int = 0):
-    """Return an ImageCollection of `n_normal` normal then `n_abnormal` abnormal uint8 slices."""
+def make_phantom(n_normal: int, n_abnormal: int, size: int = 128, seed: int = 0, draw: str = "test"):
+    """Return an ImageCollection of `n_normal` normal then `n_abnormal` abnormal uint8 slices of `draw`."""
     from data.sources import ImageCollection  # deferred: data.sources imports this module
 
     keys = [(0, i) for i in range(n_normal)] + [(1, i) for i in range(n_abnormal)]
-    slices = [render_slice(seed, label, index, size) for label, index in keys]
+    prefix = "phantom" if draw == "test" else f"phantom-{draw}"
+    slices = [render_slice(seed, label, index, size, draw=draw) for label, index in keys]
     return ImageCollection(
-        ids=[f"phantom/{_LABELS[label]}/{index:05d}" for label, index in keys],
+        ids=[f"{prefix}/{_LABELS[label]}/{index:05d}" for label, index in keys],
         labels=np.array([label for label, _ in keys], dtype=np.int64),
         images=np.stack([image for image, _, _ in slices]).reshape(-1, size, size),
         masks=np.stack([mask for _, mask, _ in slices]).reshape(-1, size, size),
     )
 
 
-def render_slice(seed: int, label: int, index: int, size: int = 128, with_lesion: bool = True):
+def render_slice(seed: int, label: int, index: int, size: int = 128, with_lesion: bool = True, draw: str = "test"):
     """Render one slice; returns (image uint8, lesion mask uint8 {0,1}, brain mask bool).
 
     With ``with_lesion=False`` an abnormal slice is rendered without its lesion, which lets
     tests check that the mask sits exactly where the lesion changed the image.
     """
     anatomy_rng, lesion_rng, noise_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence([seed, label, index]).spawn(3)
+        np.random.default_rng(s) for s in np.random.SeedSequence([seed, label, index, *DRAWS[draw]]).spawn(3)
     )
     image, brain, scale = _anatomy(anatomy_rng, size)
     mask = np.zeros((size, size), np.uint8)

@@ -121,6 +121,7 @@ def load_dataset(
     phantom_normals: int = 500,
     phantom_abnormals: int = 150,
     phantom_size: int = 128,
+    phantom_draw: str = "test",
     category: str | None = None,
     source: str = "local",
 ) -> ImageCollection:
@@ -135,7 +136,7 @@ def load_dataset(
 
     _check_options(name, category, source)
     if name == "phantom":
-        collection = make_phantom(phantom_normals, phantom_abnormals, phantom_size, seed)
+        collection = make_phantom(phantom_normals, phantom_abnormals, phantom_size, seed, phantom_draw)
         return dataclasses.replace(collection, layout="phantom (generated)")
     if name == "folder":
         return _load_folders(normal_dir, abnormal_dir)

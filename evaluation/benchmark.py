@@ -58,7 +58,7 @@ def benchmark(model_name, preset, batch_size, image_size, steps, perceptual_weig
         timer = _EpochTimer()
         model.fit(dataset, epochs=2, steps_per_epoch=steps, verbose=0, shuffle=False, callbacks=[timer])
         results[f"train_{mode}_images_per_s"] = steps * batch_size / timer.seconds
-    detector = build_detector(model, image_size, score_weights=config["score_weights"])
+    detector = build_detector(model, image_size, score=config["score"])
 
     @tf.function
     def infer(images):

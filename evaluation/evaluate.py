@@ -17,8 +17,7 @@ from evaluation.metrics import (
 )
 from evaluation.scoring import module_scorers, score_batches, smooth_error
 
-SCORE_COLUMNS = ("score", "mse", "ssim_error", "error_zmax", "psnr")
-_RAW_TERMS = ("mse", "ssim_error", "error_zmax")
+SCORE_COLUMNS = ("score", "raw_score", "mse", "ssim_error", "error_zmax", "psnr")
 
 
 def calibrate(detector, reference_ds, validation_ds, quantile):
@@ -36,9 +35,9 @@ def calibrate(detector, reference_ds, validation_ds, quantile):
     moments = pixel_moments(detector, reference_ds, [prefix + "error_map" for _, prefix in scorers.values()])
     for scorer, prefix in scorers.values():
         scorer.calibrate_pixels(*moments[prefix + "error_map"])
-    raw = score_batches(detector, validation_ds, keep=[prefix + term for _, prefix in scorers.values() for term in _RAW_TERMS])
+    raw = score_batches(detector, validation_ds, keep=[prefix + term for scorer, prefix in scorers.values() for term in scorer.terms])
     for scorer, prefix in scorers.values():
-        scorer.calibrate({term: raw[prefix + term] for term in _RAW_TERMS})
+        scorer.calibrate({term: raw[prefix + term] for term in scorer.terms})
     scores = score_batches(detector, validation_ds, keep=("score",))["score"]
     detector.get_layer("score_combiner").threshold.assign(validation_threshold(scores, quantile))
     return scores
@@ -70,16 +69,27 @@ def evaluate(detector, collection, split, batch_size, run_dir, history, threshol
     """
     size = detector.input_shape[1]
     test = split.test
-    module_columns = [prefix + "score" for _, prefix in module_scorers(detector).values() if prefix]
+    scorers = module_scorers(detector)
+    module_columns = [prefix + "score" for _, prefix in scorers.values() if prefix]
+    variant_columns = {
+        name: [f"{prefix}score_{name}" for _, prefix in scorers.values()] for name in next(iter(scorers.values()))[0].variants
+    }
     masks = collection.masks_for(test, size)  # error maps are kept only where there is ground truth
-    keep = SCORE_COLUMNS + tuple(module_columns) + (("error_map",) if masks is not None else ())
+    keep = (SCORE_COLUMNS + tuple(module_columns) + tuple(c for columns in variant_columns.values() for c in columns)
+            + (("error_map", "z_map") if masks is not None else ()))
     outputs = score_batches(detector, image_dataset(collection, test, size, batch_size), keep=keep)
     labels = collection.labels[test]
     threshold = float(detector.get_layer("score_combiner").threshold.numpy())
 
     metrics = _test_set_metrics(labels, outputs, threshold, module_columns)
+    # Every score variant's AUROC (a cascade's variant: the mean of its standardised module scores).
+    metrics["score_variants"] = {
+        name: auroc(labels, np.mean([outputs[column] for column in columns], axis=0))
+        for name, columns in variant_columns.items()
+    }
     if masks is not None:
         metrics["pixel_auroc"] = pixel_auroc(masks, outputs["error_map"])
+        metrics["pixel_auroc_z_map"] = pixel_auroc(masks, outputs["z_map"])
     if collection.classes is not None:
         metrics["per_defect"] = _per_class_auroc([collection.classes[i] for i in test], labels, outputs["score"])
     subsets = {name: np.isin(test, indices) for name, indices in split.test_sets.items()}  # masks over split.test
@@ -89,7 +99,8 @@ def evaluate(detector, collection, split, batch_size, run_dir, history, threshol
             for name, subset in subsets.items()
         }
 
-    _write_scores(run_dir / "scores.csv", [collection.ids[i] for i in test], labels, outputs, module_columns)
+    extra_columns = module_columns + [c for columns in variant_columns.values() for c in columns]
+    _write_scores(run_dir / "scores.csv", [collection.ids[i] for i in test], labels, outputs, extra_columns)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     _write_plots(detector, run_dir / "plots", collection, test, outputs["score"], threshold, threshold_label, masks,
                  history, per_class)
@@ -133,8 +144,8 @@ def _per_class_auroc(classes, labels, scores):
     }
 
 
-def _write_scores(path, ids, labels, outputs, module_columns):
-    columns = SCORE_COLUMNS + tuple(module_columns)
+def _write_scores(path, ids, labels, outputs, extra_columns):
+    columns = SCORE_COLUMNS + tuple(extra_columns)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "label", *columns])

@@ -1,10 +1,10 @@
 """Anomaly scores and error maps, part of the model graph so evaluation and export agree.
 
-Every model exposes `score_pairs(images)`: one (reference, reconstruction) pair per module (one
-module for most models, three for the CAE-D-GAN cascade). Each pair gets an `AnomalyScorer`:
-score = Σ weight · (term − mean) / std over the terms MSE and 1 − SSIM, each standardised on the
-validation normals (Improved BiGAN §III uses 0.7 · MSE + 0.3 · (1 − SSIM)), so 0 means "as typical
-as a validation normal". A `ScoreCombiner` averages the module scores into the model's score and
+Every model exposes `score_pairs(images)`: one (reference, reconstruction[, extra
+terms]) tuple per module (one module for most models, three for the CAE-D-GAN cascade). Each gets
+an `AnomalyScorer`: score = (Σ weight · term − mean) / std for the chosen variant, standardised on
+the validation normals, so 0 means "as typical as a validation normal" (variant `paper`: Improved
+BiGAN §III's 0.7 · MSE + 0.3 · (1 − SSIM)). A `ScoreCombiner` averages the module scores into the model's score and
 holds the decision threshold.
 """
 
@@ -15,9 +15,22 @@ from keras import layers
 
 from training.losses import ssim
 
-SCORE_WEIGHTS = {"mse": 0.7, "ssim_error": 0.3}
-_TERMS = ("mse", "ssim_error", "error_zmax")
+# Score variants: name -> {term: weight}; a variant's raw score is Σ weight · term, then standardised
+# on the validation normals. Every variant is computed for every image (metrics.json: score_variants);
+# the run's `score` setting picks the one behind `score`, the threshold and the exports.
+# A family adds its own variants (class attribute `score_variants`, e.g. the BiGAN's latent distance).
+COMMON_VARIANTS = {
+    "paper": {"mse": 0.7, "ssim_error": 0.3},  # Improved BiGAN §III: 0.7·MSE + 0.3·(1 − SSIM), exactly
+    "mse": {"mse": 1.0},
+    "error_zmax": {"error_zmax": 1.0},
+}
+_IMAGE_TERMS = ("mse", "ssim_error", "error_zmax")
 ERROR_SMOOTHING_SIGMA = 1.0  # pixels: one-pixel noise is not a lesion
+
+
+def score_variants(model):
+    """Every score variant a model supports: the common ones and its own."""
+    return {**COMMON_VARIANTS, **getattr(model, "score_variants", {})}
 
 
 def smooth_error(error_maps):
@@ -31,24 +44,28 @@ def smooth_error(error_maps):
 
 @keras.saving.register_keras_serializable(package="bigan_ad")
 class AnomalyScorer(layers.Layer):
-    """(references, reconstructions) -> score, its terms, PSNR, the |x − x̂| error map and its z-map.
+    """(references, reconstructions[, extra terms]) -> score, every score variant, the terms, PSNR, error map, z-map.
 
-    Terms: mse, ssim_error (1 − SSIM) and error_zmax, the largest value of the smoothed error map
-    standardised per pixel by the training normals' mean and std at that pixel (a normative map:
-    a pixel counts as anomalous when it errs more than normals do there, which finds small
-    lesions that a whole-image mean dilutes). score = Σ weight · (term − mean) / std over the
-    weighted terms. All calibration lives in non-trainable weights, saved with the model and
-    baked into the SavedModel.
+    Terms: mse, ssim_error (1 − SSIM), error_zmax (the largest value of the smoothed error map
+    standardised per pixel by the training normals' mean and std there: a normative map, so a
+    pixel counts as anomalous when it errs more than normals do there, which finds small lesions
+    a whole-image mean dilutes), and any per-image terms the model adds (e.g. latent_distance).
+    Each variant's raw value Σ weight · term is standardised on the validation normals
+    (`score_<variant>`); `score` is the chosen variant's. All calibration lives in non-trainable
+    weights, saved with the model and baked into the SavedModel.
     """
 
-    def __init__(self, image_size, weights=None, **kwargs):
+    def __init__(self, image_size, score="paper", variants=None, **kwargs):
         super().__init__(**kwargs)
         self.image_size = image_size
-        self.term_weights = dict(weights or SCORE_WEIGHTS)
+        self.variants = {name: dict(weights) for name, weights in (variants or COMMON_VARIANTS).items()}
+        if score not in self.variants:
+            raise ValueError(f"Unknown score {score!r}; choose one of {sorted(self.variants)}.")
+        self.score = score
 
     def build(self, input_shape=None):
         self.stats = {
-            term: (self._stat(f"{term}_mean", 0.0), self._stat(f"{term}_std", 1.0)) for term in _TERMS
+            name: (self._stat(f"{name}_mean", 0.0), self._stat(f"{name}_std", 1.0)) for name in self.variants
         }
         pixels = (self.image_size, self.image_size)
         self.pixel_mean = self._stat("pixel_error_mean", 0.0, pixels)
@@ -58,7 +75,7 @@ class AnomalyScorer(layers.Layer):
     def _stat(self, name, value, shape=()):
         return self.add_weight(name=name, shape=shape, initializer=keras.initializers.Constant(value), trainable=False)
 
-    def call(self, references, reconstructions):
+    def call(self, references, reconstructions, extra_terms=None):
         references = tf.cast(references, tf.float32)
         reconstructions = tf.cast(reconstructions, tf.float32)
         difference = references - reconstructions
@@ -68,13 +85,16 @@ class AnomalyScorer(layers.Layer):
             "mse": tf.reduce_mean(tf.square(difference), axis=[1, 2, 3]),
             "ssim_error": 1.0 - ssim(references, reconstructions),
             "error_zmax": tf.reduce_max(z_map, axis=[1, 2]),
+            **{name: tf.cast(value, tf.float32) for name, value in (extra_terms or {}).items()},
         }
-        score = tf.add_n([
-            weight * (terms[term] - self.stats[term][0]) / self.stats[term][1]
-            for term, weight in self.term_weights.items()
-        ])
+        variants = {
+            f"score_{name}": (variant_raw(terms, weights) - self.stats[name][0]) / self.stats[name][1]
+            for name, weights in self.variants.items()
+        }
         return {
-            "score": score,
+            "score": variants[f"score_{self.score}"],
+            "raw_score": variant_raw(terms, self.variants[self.score]),
+            **variants,
             **terms,
             "psnr": tf.image.psnr(references, reconstructions, max_val=2.0),
             "error_map": error_map,
@@ -88,13 +108,24 @@ class AnomalyScorer(layers.Layer):
         self.pixel_std.assign(np.maximum(std, max(float(np.median(std)) * 0.1, 1e-4)))
 
     def calibrate(self, raw_terms):
-        """Fix the normalisation from the validation normals' raw terms (std floored to avoid /0)."""
-        for term, (mean, std) in self.stats.items():
-            mean.assign(float(np.mean(raw_terms[term])))
-            std.assign(max(float(np.std(raw_terms[term])), 1e-8))
+        """Fix each variant's standardisation from the validation normals' raw terms (std floored to avoid /0)."""
+        for name, (mean, std) in self.stats.items():
+            raw = variant_raw(raw_terms, self.variants[name])
+            mean.assign(float(np.mean(raw)))
+            std.assign(max(float(np.std(raw)), 1e-8))
+
+    @property
+    def terms(self):
+        """The raw terms the variants need (what calibration must collect)."""
+        return sorted({term for weights in self.variants.values() for term in weights} | set(_IMAGE_TERMS))
 
     def get_config(self):
-        return {**super().get_config(), "image_size": self.image_size, "weights": self.term_weights}
+        return {**super().get_config(), "image_size": self.image_size, "score": self.score, "variants": self.variants}
+
+
+def variant_raw(terms, weights):
+    """A variant's unstandardised score Σ weight · term (for `paper`, exactly the paper's formula)."""
+    return sum(weight * terms[term] for term, weight in weights.items())
 
 
 @keras.saving.register_keras_serializable(package="bigan_ad")
@@ -112,18 +143,21 @@ class ScoreCombiner(layers.Layer):
         return {"score": score, "is_anomalous": score >= self.threshold}
 
 
-def build_detector(model, image_size, channels=1, score_weights=None):
+def build_detector(model, image_size, channels=1, score="paper"):
     """Functional inference model: images in [-1, 1] -> reconstruction, score, decision, per-module terms.
 
-    Top-level mse / ssim_error / psnr / error_map / reconstruction are the last module's (the
-    model's final reconstruction); with several modules each also reports `<module>_<output>`.
+    `score` names the variant behind `score` and the threshold (see COMMON_VARIANTS); every
+    variant is also output as `score_<variant>`. Top-level terms / error_map / reconstruction
+    are the last module's (the model's final reconstruction); with several modules each also
+    reports `<module>_<output>`.
     """
     images = keras.Input((image_size, image_size, channels), name="image")
     pairs = model.score_pairs(images)
+    variants = score_variants(model)
     outputs, module_scores = {}, []
-    for name, (reference, reconstruction) in pairs.items():
-        scorer = AnomalyScorer(image_size, score_weights, name=scorer_name(name, len(pairs)), dtype="float32")
-        terms = scorer(reference, reconstruction)
+    for name, (reference, reconstruction, *extra) in pairs.items():
+        scorer = AnomalyScorer(image_size, score, variants, name=scorer_name(name, len(pairs)), dtype="float32")
+        terms = scorer(reference, reconstruction, *extra)
         module_scores.append(terms["score"])
         if len(pairs) > 1:
             outputs.update({f"{name}_{key}": value for key, value in terms.items()})

@@ -77,17 +77,18 @@ PRESETS = {
 _PAPER_TRAINING = {"lr": 1e-4, "beta_1": 0.9, "beta_2": 0.999, "lambda_recon": 50.0, "lambda_en": 1.0, "lambda_adv": 1.0}
 TRAINING = {
     # §4.2: Adam 1e-4 (0.9, 0.999), no weight decay, λ_recon 50, λ_en 1, λ_adv 1; 10/20/50 epochs; batch 64.
-    "paper": {"preset": "paper", "epochs": 50, "batch_size": 64, **_PAPER_TRAINING},
+    "paper": {"preset": "paper", "epochs": 50, "batch_size": 64, **_PAPER_TRAINING, "min_updates": 0},
     # quick: 10x the paper's lr so 30 epochs suffice (12 steps each on the phantom); the GANs stay stable at it.
-    "quick": {"preset": "quick", "epochs": 30, "batch_size": 32, **_PAPER_TRAINING, "lr": 1e-3},
-    "smoke": {"preset": "tiny", "epochs": 1, "batch_size": 16, **_PAPER_TRAINING},
+    "quick": {"preset": "quick", "epochs": 30, "batch_size": 32, **_PAPER_TRAINING, "lr": 1e-3,
+              "min_updates": 360},  # = 30 epochs x 12 steps, the phantom's quick schedule (see scale_to_data)
+    "smoke": {"preset": "tiny", "epochs": 1, "batch_size": 16, **_PAPER_TRAINING, "min_updates": 0},
 }
 
 TRAINING_COMMON = {
     # Per-module score: the largest per-pixel-standardised reconstruction error (evaluation.scoring:
     # error_zmax); the paper only says "the reconstruction error serves as an anomaly score". The
     # cascade score is the mean of the three standardised module scores.
-    "score_weights": {"error_zmax": 1.0},
+    "score": "error_zmax",
 }
 
 
@@ -403,6 +404,9 @@ class CAEDGAN(keras.Model):
 
     def make_schedule(self, run_config):
         return SinglePhaseSchedule(run_config["epochs"], "cascade")
+
+    def finish_training(self, normals):
+        """Nothing to re-estimate: no network of the cascade has BatchNorm (super-resolution style)."""
 
     @property
     def metrics(self):

@@ -12,6 +12,7 @@ from keras import layers
 
 from models.config import ConfigError
 from models.layers import OUTPUT_DTYPE, conv_block, up_block
+from training.batchnorm import precise_batchnorm
 from training.distribution import replica_gradients
 from training.losses import ReconstructionLoss, bigan_losses, build_perceptual_extractor
 from training.schedule import TwoPhaseSchedule
@@ -38,11 +39,13 @@ PRESETS = {
 # Training settings per run profile (SPEC §2): `paper` is §III's schedule.
 TRAINING = {
     "paper": {"preset": "paper", "epochs_recon": 150, "epochs_adv": 500, "batch_size": 32, "lr": 2e-4,
-              "perceptual_weights": "imagenet"},
+              "perceptual_weights": "imagenet", "score": "paper",
+              "min_updates": 0},
     "quick": {"preset": "quick", "epochs_recon": 40, "epochs_adv": 10, "batch_size": 32, "lr": 1e-3,
-              "perceptual_weights": "none"},
+              "perceptual_weights": "none", "score": "error_zmax",
+              "min_updates": 600},  # = 50 epochs x 12 steps, the phantom's quick schedule (see scale_to_data)
     "smoke": {"preset": "tiny", "epochs_recon": 1, "epochs_adv": 1, "batch_size": 16, "lr": 1e-3,
-              "perceptual_weights": "none"},
+              "perceptual_weights": "none", "score": "error_zmax", "min_updates": 0},
 }
 TRAINING_COMMON = {
     "beta_1": 0.5,  # DCGAN/BiGAN practice; the paper gives no optimizer settings
@@ -50,7 +53,6 @@ TRAINING_COMMON = {
     "adversarial_weight": 0.1,  # reconstruction "prioritized over the adversarial performance" (§III)
     "reconstruction_repeats": 3,  # §III: reconstruction trained 3 times per step in phase 2
     "discriminator_every": 5,  # §III: discriminator trained every 5th epoch
-    "score_weights": {"mse": 0.7, "ssim_error": 0.3},  # §III anomaly score
 }
 
 
@@ -166,9 +168,28 @@ class ImprovedBiGAN(keras.Model):
             "discriminator_optimizer": self.discriminator_optimizer,
         }
 
+    # §III: "anomaly scores were computed using reconstruction error or latent space distance".
+    score_variants = {"latent": {"latent_distance": 1.0}}
+
     def score_pairs(self, images):
-        """One module: the image against its reconstruction G(E(x))."""
-        return {"improved_bigan": (images, self.generator(self.encoder(images)))}
+        """One module: the image against its reconstruction G(E(x)), and the latent distance
+        ||E(x) − E(G(E(x)))||² / d (the code of the reconstruction drifts from the image's code where
+        the generator could not rebuild the image)."""
+        latent = self.encoder(images)
+        reconstruction = self.generator(latent)
+        drift = keras.ops.mean(keras.ops.square(latent - self.encoder(reconstruction)), axis=-1)
+        return {"improved_bigan": (images, reconstruction, {"latent_distance": drift})}
+
+    def finish_training(self, normals):
+        """Precise BatchNorm statistics for inference, from the un-augmented training normals.
+
+        During training the generator's BatchNorm layers also see G(z), z ~ N(0, I), whose scale
+        differs from the E(x) that inference feeds them (E(x) std ~0.02 vs 1), so their moving
+        statistics describe neither path. Re-estimated here stage by stage — the encoder's on x, then
+        the generator's on E(x) as inference computes it — as population averages (Wu & Johnson 2021).
+        """
+        precise_batchnorm(self.encoder, normals)
+        precise_batchnorm(self.generator, normals.map(lambda images: self.encoder(images, training=False)))
 
     def compile(self, reconstruction_optimizer, discriminator_optimizer, reconstruction_loss,
                 adversarial_weight=0.1, reconstruction_repeats=3):

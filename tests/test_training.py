@@ -25,14 +25,14 @@ def batches(images):
 
 def test_divergence_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, fixed_batch):
     config = smoke_config(epochs_recon=1, epochs_adv=0)
-    fit(compiled_model(config), batches(fixed_batch), fixed_batch[:2], config, tmp_path, verbose=0)
+    fit(compiled_model(config), batches(fixed_batch), batches(fixed_batch), fixed_batch[:2], config, tmp_path, verbose=0)
     assert TrainingCheckpoint(compiled_model(config).checkpoint_items(), tmp_path / "checkpoints").restore_latest() == 1
 
     config = smoke_config(epochs_recon=3, epochs_adv=0)
     poisoned = fixed_batch.copy()
     poisoned[0, 0, 0, 0] = np.nan
     with pytest.raises(TrainingDivergedError, match="diverged.*last good checkpoint"):
-        fit(compiled_model(config), batches(poisoned), fixed_batch[:2], config, tmp_path, verbose=0)
+        fit(compiled_model(config), batches(poisoned), batches(fixed_batch), fixed_batch[:2], config, tmp_path, verbose=0)
     restored = compiled_model(config)
     assert TrainingCheckpoint(restored.checkpoint_items(), tmp_path / "checkpoints").restore_latest() == 1
     assert all(np.isfinite(np.asarray(v)).all() for v in restored.trainable_variables)
@@ -42,7 +42,7 @@ def test_divergence_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_
 def test_restored_checkpoint_holds_weights_and_optimizer_state(tmp_path, fixed_batch):
     config = smoke_config(epochs_recon=1, epochs_adv=1)
     model = compiled_model(config)
-    fit(model, batches(fixed_batch), fixed_batch[:2], config, tmp_path, verbose=0)
+    fit(model, batches(fixed_batch), batches(fixed_batch), fixed_batch[:2], config, tmp_path, verbose=0)
     restored = compiled_model(config)
     assert TrainingCheckpoint(restored.checkpoint_items(), tmp_path / "checkpoints").restore_latest() == 2
     for network in ("encoder", "generator", "discriminator"):
@@ -73,10 +73,10 @@ def test_mixed_precision_computes_in_bfloat16_and_keeps_weights_losses_and_score
                   for layer in network.layers]
     assert {layer.compute_dtype for layer in sub_layers if isinstance(layer, keras.layers.Conv2D)} >= {"bfloat16"}
     assert {variable.dtype for variable in model.trainable_variables} == {"float32"}
-    history = fit(model, batches(fixed_batch), fixed_batch[:2], config, tmp_path, verbose=0)
+    history = fit(model, batches(fixed_batch), batches(fixed_batch), fixed_batch[:2], config, tmp_path, verbose=0)
     assert all(np.isfinite(value) for record in history for key, value in record.items() if key.endswith("loss"))
 
-    detector = build_detector(model, 32, score_weights=config["score_weights"])
+    detector = build_detector(model, 32, score=config["score"])
     outputs = detector(fixed_batch)
     for name in ("score", "reconstruction", "error_map", "z_map"):
         assert outputs[name].dtype == "float32", name

@@ -5,9 +5,12 @@ model family's TRAINING[profile] and TRAINING_COMMON, then explicit command-line
 resolve to one plain dict, written verbatim to config.json; nothing else decides a run's settings.
 """
 
+import math
+
 from data.protocols import default_protocol
 from models.config import ConfigError
-from models.registry import architecture, family
+from evaluation.scoring import COMMON_VARIANTS
+from models.registry import FAMILIES, architecture, family
 
 PROFILE_NAMES = ("paper", "quick", "smoke")
 COMMON = {
@@ -18,6 +21,8 @@ COMMON = {
     "xla": "auto",  # Keras' default: XLA-compile train steps on a GPU, not on a CPU
     "mixed_precision": False,  # bfloat16 compute, float32 weights and outputs (no loss scaling needed)
     "strategy": "default",  # tf.distribute: default (one device), mirrored (local GPUs), multi_worker (TF_CONFIG)
+    "phantom_draw": "test",  # `dev` for tuning; every reported number uses `test`
+    "deterministic": True,  # TensorFlow op determinism: the same command gives the same numbers
 }
 # Phantom size per profile: the smoke profile must run in seconds.
 DATA = {
@@ -29,8 +34,9 @@ DATA = {
 # Settings a command-line flag may override (None = keep the profile's value).
 OVERRIDABLE = (
     "epochs", "epochs_recon", "epochs_adv", "batch_size", "lr", "perceptual_weights", "image_size", "latent_dim", "xla",
-    "mixed_precision", "strategy",
+    "mixed_precision", "strategy", "score", "phantom_draw", "min_updates", "deterministic",
 )
+_EPOCH_KEYS = ("epochs", "epochs_recon", "epochs_adv")
 _ARCHITECTURE_KEYS = ("image_size", "latent_dim")
 
 
@@ -57,7 +63,31 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
             flag = "--" + key.replace("_", "-")
             raise ConfigError(f"{flag} does not apply to {model}; its settings are {sorted(config)}.")
     config.update({key: value for key, value in given.items() if key not in _ARCHITECTURE_KEYS})
+    if any(key in given for key in _EPOCH_KEYS) and "min_updates" not in given:
+        config["min_updates"] = 0  # explicit epochs are taken as given
     config["architecture"] = architecture(
         model, config["preset"], **{key: given[key] for key in _ARCHITECTURE_KEYS if key in given}
     )
+    variants = score_variant_names(model)
+    if config["score"] not in variants:
+        raise ConfigError(f"--score {config['score']} does not apply to {model}; choose one of {variants}.")
     return config
+
+
+def score_variant_names(model):
+    """The score variants a model supports (evaluation.scoring.COMMON_VARIANTS and the family's own)."""
+    return sorted({*COMMON_VARIANTS, *getattr(FAMILIES[model].model_class, "score_variants", {})})
+
+
+def scale_to_data(config, train_size):
+    """Raise the epoch counts so that training makes at least `min_updates` optimizer steps.
+
+    Schedules are counted in epochs, so a small set would get few updates (41 normals at batch 32:
+    2 steps an epoch); every phase is stretched by the same whole factor, keeping its proportions.
+    Returns a new config with the scaled epochs, `steps_per_epoch` and `epoch_scale` recorded.
+    """
+    steps = math.ceil(train_size / config["batch_size"])
+    keys = [key for key in _EPOCH_KEYS if key in config]
+    updates = steps * sum(config[key] for key in keys)
+    factor = max(1, math.ceil(config.get("min_updates", 0) / updates)) if updates else 1
+    return {**config, **{key: config[key] * factor for key in keys}, "steps_per_epoch": steps, "epoch_scale": factor}

@@ -26,11 +26,13 @@ def dtype_policy(config):
     return "mixed_bfloat16" if config.get("mixed_precision") else "float32"
 
 
-def fit(model, train_ds, preview, config, run_dir, verbose=1):
+def fit(model, train_ds, normals_ds, preview, config, run_dir, verbose=1):
     """Train (or continue training) in `run_dir`; returns the per-epoch history records.
 
     The latest checkpoint in run_dir/checkpoints is restored first, so an interrupted run
-    resumes in the right phase and epoch, losing at most the epoch that was running.
+    resumes in the right phase and epoch, losing at most the epoch that was running. Then
+    `model.finish_training(normals_ds)` (the un-augmented training normals) readies the model
+    for inference, e.g. re-estimates BatchNorm statistics.
     """
     schedule = model.make_schedule(config)
     checkpoint = TrainingCheckpoint(model.checkpoint_items(), run_dir / "checkpoints")
@@ -51,4 +53,5 @@ def fit(model, train_ds, preview, config, run_dir, verbose=1):
                 CheckpointEveryEpoch(checkpoint),  # last: an epoch is checkpointed only once fully logged
             ],
         )
+    model.finish_training(normals_ds)
     return history.records
