@@ -92,6 +92,8 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: fl
         "f1": float(skm.f1_score(labels, predictions, zero_division=0)),
         # Specificity is the recall of the normal class: TN / (TN + FP).
         "specificity": float(skm.recall_score(labels, predictions, pos_label=0, zero_division=0)),
+        # Mean of recall and specificity: unlike accuracy, flagging every image scores 0.5 whatever the abnormal share.
+        "balanced_accuracy": float(skm.balanced_accuracy_score(labels, predictions)) if both else float("nan"),
         "threshold": float(threshold),
         "tp": int(tp),
         "fp": int(fp),

@@ -56,9 +56,10 @@ PAPER_MODULE_AUROC = {
 PAPER_RESULTS[("cae_d_gan", "chest_xray_1")].update(
     {f"module_{index}_auroc": value for index, value in enumerate(PAPER_MODULE_AUROC["100"], start=1)}
 )
-_SUMMARY_ROWS = (*TABLE_COLUMNS, "average_precision", "threshold", "oracle_accuracy", "pixel_auroc",
+_SUMMARY_ROWS = (*TABLE_COLUMNS, "balanced_accuracy", "average_precision", "threshold", "oracle_accuracy", "pixel_auroc",
                  "psnr", "ssim", "psnr_normal", "psnr_abnormal", "ssim_normal", "ssim_abnormal")
-REPORT_COLUMNS = (*TABLE_COLUMNS, "average_precision", "oracle_accuracy", "pixel_auroc", "psnr", "ssim")
+REPORT_COLUMNS = (*TABLE_COLUMNS, "balanced_accuracy", "average_precision", "oracle_accuracy", "pixel_auroc", "psnr",
+                  "ssim")
 
 
 def dataset_label(config):
@@ -84,8 +85,14 @@ def summary_table(metrics, config):
     rows = [("metric", "ours", "paper" if reference else "")]
     for name in _SUMMARY_ROWS:
         if name in metrics:
-            rows.append((name, f"{metrics[name]:.3f}", f"{reference[name]:.3f}" if name in reference else ""))
+            flags_all = name == "oracle_accuracy" and metrics.get("oracle_flags_all")
+            rows.append((name, f"{metrics[name]:.3f}" + (" (flags every test image)" if flags_all else ""),
+                         f"{reference[name]:.3f}" if name in reference else ""))
     text = _table(rows)
+    if metrics.get("score_variants"):
+        text += "\n\nAUROC per score variant (--score): " + " · ".join(
+            f"{name} {value:.3f}" + (" (used)" if name == config.get("score") else "")
+            for name, value in metrics["score_variants"].items())
     test_sets = metrics.get("test_sets") or {"all": metrics}
     modules = list(metrics.get("module_auroc", {}))
     if len(test_sets) > 1 or modules:

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from sklearn.metrics import roc_auc_score
 
 import run_experiments
 from data.phantom import make_phantom
@@ -58,10 +59,17 @@ def test_smoke_run_writes_every_artefact(phantom_run):
     assert config["architecture"]["image_size"] == 32
     metrics = json.loads((phantom_run / "metrics.json").read_text())
     assert METRIC_KEYS | {"pixel_auroc"} <= set(metrics)
-    assert 0.0 <= metrics["auroc"] <= 1.0 and 0.0 <= metrics["pixel_auroc"] <= 1.0
+    assert np.isfinite(metrics["pixel_auroc"]) and np.isfinite(metrics["pixel_auroc_z_map"])
 
     split = json.loads((phantom_run / "split.json").read_text())
     rows = read_scores(phantom_run)
+    # metrics.json agrees with scores.csv, for the score and for every score variant
+    labels = [int(row["label"]) for row in rows]
+    assert metrics["auroc"] == pytest.approx(roc_auc_score(labels, [float(row["score"]) for row in rows]), abs=1e-6)
+    assert set(metrics["score_variants"]) == {"paper", "mse", "error_zmax", "latent"}
+    for variant, value in metrics["score_variants"].items():
+        assert value == pytest.approx(roc_auc_score(labels, [float(row[f"score_{variant}"]) for row in rows]), abs=1e-6)
+    assert metrics["auroc"] == pytest.approx(metrics["score_variants"][config["score"]], abs=1e-6)
     assert [row["path"] for row in rows] == [entry["path"] for entry in split["test"]]
     assert {"path", "label", "score", "mse", "ssim_error"} <= set(rows[0])
     history = json.loads((phantom_run / "history.json").read_text())

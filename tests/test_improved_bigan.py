@@ -98,3 +98,17 @@ def test_model_saves_and_loads_with_safe_mode(tiny_config, fixed_batch, tmp_path
     np.testing.assert_allclose(restored(images), model(images), atol=1e-6)
     pair = [images, model.encoder(images)]
     np.testing.assert_allclose(restored.discriminator(pair), model.discriminator(pair), atol=1e-6)
+
+
+def test_adversarial_term_reaches_both_encoder_and_generator(tiny_config, fixed_batch):
+    """The BiGAN loss trains E through D(x, E(x)) and G through D(G(z), z): both must get a gradient."""
+    import tensorflow as tf
+
+    from training.losses import bigan_losses
+
+    model = compiled(tiny_config)
+    with tf.GradientTape(persistent=True) as tape:
+        _, adversarial = bigan_losses(*model._pairs_logits(tf.constant(fixed_batch), training=True))
+    for network in (model.encoder, model.generator):
+        gradients = tape.gradient(adversarial, network.trainable_variables)
+        assert sum(float(tf.norm(g)) for g in gradients if g is not None) > 1e-4, network.name
