@@ -15,7 +15,7 @@ from evaluation.metrics import (
     reconstruction_quality,
     validation_threshold,
 )
-from evaluation.scoring import module_scorers, score_batches, smooth_error
+from evaluation.scoring import ANOMALY_MAP_SIGMA, module_scorers, score_batches, smooth_error
 
 SCORE_COLUMNS = ("score", "raw_score", "mse", "ssim_error", "error_zmax", "psnr")
 
@@ -88,7 +88,9 @@ def evaluate(detector, collection, split, batch_size, run_dir, history, threshol
         for name, columns in variant_columns.items()
     }
     if masks is not None:
-        metrics["pixel_auroc"] = pixel_auroc(masks, outputs["error_map"])
+        # Localisation: the error map smoothed at ANOMALY_MAP_SIGMA; the raw map and the z-map for comparison.
+        metrics["pixel_auroc"] = pixel_auroc(masks, np.asarray(smooth_error(outputs["error_map"], ANOMALY_MAP_SIGMA)))
+        metrics["pixel_auroc_raw_error"] = pixel_auroc(masks, outputs["error_map"])
         metrics["pixel_auroc_z_map"] = pixel_auroc(masks, outputs["z_map"])
     if collection.classes is not None:
         metrics["per_defect"] = _per_class_auroc([collection.classes[i] for i in test], labels, outputs["score"])

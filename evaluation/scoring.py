@@ -26,6 +26,10 @@ COMMON_VARIANTS = {
 }
 _IMAGE_TERMS = ("mse", "ssim_error", "error_zmax")
 ERROR_SMOOTHING_SIGMA = 1.0  # pixels: one-pixel noise is not a lesion
+# The localisation map (pixel AUROC, overlays): the error map smoothed at σ = 2 px. Chosen on the
+# phantom's dev draw (improved_bigan quick, seed 0): pixel AUROC 0.798 raw, 0.823 / 0.828 / 0.830 at
+# σ 1 / 2 / 3, 0.778 for the z-map; 2 keeps lesions of a few pixels visible.
+ANOMALY_MAP_SIGMA = 2.0
 
 
 def score_variants(model):
@@ -33,13 +37,14 @@ def score_variants(model):
     return {**COMMON_VARIANTS, **getattr(model, "score_variants", {})}
 
 
-def smooth_error(error_maps):
-    """[N, H, W] |x − x̂| -> Gaussian-smoothed (σ = 1 px, 5-tap, SAME), the map the z-map is built on."""
-    taps = np.exp(-0.5 * (np.arange(-2, 3) / ERROR_SMOOTHING_SIGMA) ** 2)
+def smooth_error(error_maps, sigma=ERROR_SMOOTHING_SIGMA):
+    """[N, H, W] |x − x̂| -> Gaussian-smoothed (separable, taps to 2σ each side, SAME)."""
+    radius = max(1, round(2 * sigma))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     taps = tf.constant(taps / taps.sum(), tf.float32)
     maps = tf.convert_to_tensor(error_maps, tf.float32)[..., None]
-    maps = tf.nn.conv2d(maps, tf.reshape(taps, (5, 1, 1, 1)), 1, "SAME")
-    return tf.nn.conv2d(maps, tf.reshape(taps, (1, 5, 1, 1)), 1, "SAME")[..., 0]
+    maps = tf.nn.conv2d(maps, tf.reshape(taps, (-1, 1, 1, 1)), 1, "SAME")
+    return tf.nn.conv2d(maps, tf.reshape(taps, (1, -1, 1, 1)), 1, "SAME")[..., 0]
 
 
 @keras.saving.register_keras_serializable(package="bigan_ad")

@@ -41,9 +41,10 @@ TRAINING = {
     "paper": {"preset": "paper", "epochs_recon": 150, "epochs_adv": 500, "batch_size": 32, "lr": 2e-4,
               "perceptual_weights": "imagenet", "score": "paper",
               "min_updates": 0},
-    "quick": {"preset": "quick", "epochs_recon": 40, "epochs_adv": 10, "batch_size": 32, "lr": 1e-3,
-              "perceptual_weights": "none", "score": "error_zmax",
-              "min_updates": 600},  # = 50 epochs x 12 steps, the phantom's quick schedule (see scale_to_data)
+    # quick: chosen on the phantom's dev draw (seed 0), see README "Design decisions": 100 reconstruction
+    # epochs (error_zmax AUROC 0.848 vs 0.800 at 40); at least 600 updates on small sets (scale_to_data).
+    "quick": {"preset": "quick", "epochs_recon": 100, "epochs_adv": 10, "batch_size": 32, "lr": 1e-3,
+              "perceptual_weights": "none", "score": "error_zmax", "min_updates": 600},
     "smoke": {"preset": "tiny", "epochs_recon": 1, "epochs_adv": 1, "batch_size": 16, "lr": 1e-3,
               "perceptual_weights": "none", "score": "error_zmax", "min_updates": 0},
 }
