@@ -121,7 +121,7 @@ def build_detector(model, image_size, channels=1, score_weights=None):
     images = keras.Input((image_size, image_size, channels), name="image")
     pairs = model.score_pairs(images)
     outputs, module_scores = {}, []
-    for name, (reference, reconstruction) in pairs.items():
+    for name, (reference, reconstruction, *_) in pairs.items():
         scorer = AnomalyScorer(image_size, score_weights, name=scorer_name(name, len(pairs)), dtype="float32")
         terms = scorer(reference, reconstruction)
         module_scores.append(terms["score"])
