@@ -61,3 +61,9 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
         model, config["preset"], **{key: given[key] for key in _ARCHITECTURE_KEYS if key in given}
     )
     return config
+
+
+def applicable_overrides(model, dataset, profile, overrides):
+    """The overrides `model` has a use for (its run settings and architecture); resolve_config refuses the rest."""
+    config = resolve_config(model, dataset, profile)
+    return {key: value for key, value in overrides.items() if key in config or key in config["architecture"]}
