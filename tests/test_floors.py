@@ -18,6 +18,8 @@ from evaluation.scoring import build_detector
 from models.config import ConfigError
 from models.registry import architecture, build_model
 from tests.test_cli import PLOTS, read_scores
+from training.profiles import resolve_config
+from training.trainer import compiled_model, fit
 
 SIZE = 32
 
@@ -85,6 +87,18 @@ def test_pca_scores_a_planted_blob_higher_than_the_same_slice_without_it():
     assert (np.asarray(detector(planted)["mse"]) > np.asarray(detector(queries)["mse"])).all()
 
 
+def test_trainer_fits_a_floor_without_epochs_and_fits_it_again_on_resume(tmp_path):
+    normals, queries = normals_and_queries()
+    config = resolve_config("pca", "phantom", "smoke")
+    dataset = tf.data.Dataset.from_tensor_slices(normals).batch(16)
+    for _ in range(2):  # the second call is what --resume does in the same run directory
+        model = compiled_model(config)
+        assert fit(model, dataset, queries[:2], config, tmp_path, verbose=0, normals_ds=dataset) == []
+        assert model.encoder.get_weights()[0].shape[1] > 1
+    assert json.loads((tmp_path / "history.json").read_text()) == []
+    assert not list(tmp_path.glob("checkpoints/ckpt-*"))  # refitting takes seconds, so nothing is kept
+
+
 def test_bad_floor_settings_are_refused():
     normals, _ = normals_and_queries(n_normals=4)
     with pytest.raises(ConfigError, match="pca_variance"):
@@ -110,8 +124,9 @@ def test_bootstrap_interval_brackets_the_auroc_and_is_reproducible():
     scores = rng.normal(size=80) + labels  # AUROC about 0.76
     low, high = bootstrap_auroc_interval(labels, scores)
     assert low < 0.76 < high and high - low < 0.3
-    assert bootstrap_auroc_interval(labels, scores) == (low, high)
-    assert bootstrap_auroc_interval(labels, labels.astype(float)) == (1.0, 1.0)
+    assert bootstrap_auroc_interval(labels, scores, resamples=100, seed=1) == bootstrap_auroc_interval(
+        labels, scores, resamples=100, seed=1)
+    assert bootstrap_auroc_interval(labels, labels.astype(float), resamples=20) == (1.0, 1.0)
     assert np.isnan(bootstrap_auroc_interval(np.zeros(5), np.arange(5.0))).all()
 
 
