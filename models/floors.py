@@ -54,7 +54,6 @@ class NormalsFloor(keras.Model):
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
         self.config = dict(config)
-        self.pixels = config["image_size"] ** 2 * config["channels"]
         self.settings = {}
         self.fitted = {}
         self.flatten = layers.Flatten(dtype="float32", name="flatten")
@@ -74,10 +73,10 @@ class NormalsFloor(keras.Model):
 
     def fit_normals(self, dataset):
         """Fit on a batched dataset of [B, S, S, C] training normals in [-1, 1] (read once, whole)."""
-        normals = np.concatenate([np.asarray(batch, np.float32).reshape(len(batch), -1) for batch in dataset])
-        if len(normals) == 0:
+        batches = [np.asarray(batch, np.float32).reshape(len(batch), -1) for batch in dataset]
+        if not batches:
             raise ConfigError(f"{self.name} needs at least one training normal.")
-        self._fit(normals)
+        self._fit(np.concatenate(batches))
 
     def call(self, images):
         """The reconstruction of score_pairs' one module (for the kNN, the mean of the k nearest normals).
