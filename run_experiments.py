@@ -37,11 +37,13 @@ from evaluation.export import export_saved_model  # noqa: E402
 from evaluation.report import dataset_label, summary_table, write_report, write_tensorboard_results  # noqa: E402
 from evaluation.scoring import build_detector  # noqa: E402
 from models.config import ConfigError  # noqa: E402
-from models.registry import MODEL_NAMES, ModelNotAvailableError, check_model_name  # noqa: E402
+from models.registry import FLOOR_NAMES, MODEL_NAMES, ModelNotAvailableError, check_model_name  # noqa: E402
 from training.callbacks import TrainingDivergedError  # noqa: E402
 from training.losses import PerceptualWeightsError  # noqa: E402
 from training.distribution import STRATEGIES, make_strategy  # noqa: E402
-from training.profiles import COMMON, OVERRIDABLE, PROFILE_NAMES, resolve_config, scale_to_data  # noqa: E402
+from training.profiles import (  # noqa: E402
+    COMMON, OVERRIDABLE, PROFILE_NAMES, applicable_overrides, resolve_config, scale_to_data,
+)
 from training.runs import latest_unfinished_run, new_run_dir, set_state  # noqa: E402
 from training.trainer import compiled_model, fit  # noqa: E402
 
@@ -119,6 +121,8 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", type=seed_list, help="comma-separated seeds, e.g. 0,1,2: one run each, then mean ± std in report.md")
     parser.add_argument("--out", default="runs", help="root of run directories")
     parser.add_argument("--resume", action="store_true", help="continue the latest unfinished run of this model/dataset")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="do not also run the classical floors (pca, knn) beside the deep models")
     return parser.parse_args(argv)
 
 
@@ -129,14 +133,32 @@ def model_names(value):
     return names
 
 
-def run(args, model, seed, category, strategy):
+def planned_models(names, no_floor):
+    """The models each seed runs, floors first (seconds; their AUROCs go into the deep runs' metrics).
+
+    A call naming a deep model also runs the floors unless --no-floor; a floor named explicitly runs once.
+    """
+    deep = [name for name in names if name not in FLOOR_NAMES]
+    return [name for name in FLOOR_NAMES if name in names or (deep and not no_floor)] + deep
+
+
+def run_config(args, model, seed, category, named):
+    """The resolved config of one run. A floor the user did not name takes only the flags it has a use
+    for (e.g. --image-size, not the deep model's --epochs); a named model refuses the others."""
+    overrides = {key: getattr(args, key) for key in OVERRIDABLE}
+    if not named:
+        overrides = applicable_overrides(model, args.dataset, args.profile, overrides)
+    return resolve_config(model, args.dataset, args.profile, seed=seed, category=category, protocol=args.protocol,
+                          **overrides)
+
+
+def run(args, model, seed, category, strategy, named=True, floor=None):
     """One model, seed and category: data -> split -> train (under `strategy`) -> calibrate -> evaluate -> export.
 
-    Returns (config, metrics, run dir).
+    `floor` ({floor model: AUROC} on the same split) is stored in metrics.json and printed beside
+    the model's AUROC. Returns (config, metrics, run dir).
     """
-    overrides = {key: getattr(args, key) for key in OVERRIDABLE}
-    config = resolve_config(model, args.dataset, args.profile, seed=seed, category=category, protocol=args.protocol,
-                            **overrides)
+    config = run_config(args, model, seed, category, named)
     run_dir = latest_unfinished_run(args.out, config) if args.resume else None
     if run_dir is not None:
         config = json.loads((run_dir / "config.json").read_text())
@@ -186,7 +208,8 @@ def run(args, model, seed, category, strategy):
     detector = build_detector(network, size, config["architecture"]["channels"], config["score"])
     calibrate(detector, normals_ds, validation_ds, config["threshold_quantile"])
     threshold_label = f"threshold ({config['threshold_quantile']:.0%} quantile of validation normals)"
-    metrics = evaluate(detector, collection, split, batch, run_dir, history, threshold_label)
+    metrics = evaluate(detector, collection, split, batch, run_dir, history, threshold_label,
+                       extra_metrics={"floor": floor} if floor else None)
     write_tensorboard_results(run_dir / "tensorboard", metrics, run_dir / "plots" / "roc.png", len(history))
     detector.save(run_dir / "model.keras")
     export_saved_model(detector, run_dir / "saved_model", size)
@@ -197,6 +220,18 @@ def run(args, model, seed, category, strategy):
     print(summary_table(metrics, config))
     print(f"\nEverything is in {run_dir}  (tensorboard --logdir {args.out})")
     return config, metrics, run_dir
+
+
+def run_seed(args, models, named, seed, category, strategy):
+    """Every planned model on one seed's split, floors first, so each deep run gets the floors' AUROCs."""
+    results, floor = [], {}
+    for model in models:
+        result = run(args, model, seed, category, strategy, named=model in named,
+                     floor=None if model in FLOOR_NAMES else floor)
+        if model in FLOOR_NAMES:
+            floor[model] = result[1]["auroc"]
+        results.append(result)
+    return results
 
 
 def load_collection(args, config):
@@ -214,7 +249,7 @@ def load_collection(args, config):
     )
 
 
-# Runs loop category > model > seed, so one cached dataset serves a category's runs and memory holds one at a time.
+# Runs loop category > seed > model, so one cached dataset serves a category's runs and memory holds one at a time.
 _cached_dataset = functools.lru_cache(maxsize=1)(load_dataset)
 
 
@@ -249,11 +284,15 @@ def main(argv=None):
         if args.download or args.describe:
             prepare_data(args)
             return 0
-        models = model_names(args.model)
+        named = model_names(args.model)
+        models = planned_models(named, args.no_floor)
+        for model in models:  # a bad flag stops the call before any run, not after the floors
+            run_config(args, model, args.seed, args.category, model in named)
         strategy = make_strategy(args.strategy or COMMON["strategy"])  # before any other TensorFlow work
         results = [
-            run(args, model, seed, category, strategy)
-            for category in categories(args) for model in models for seed in (args.seeds or [args.seed])
+            result
+            for category in categories(args) for seed in (args.seeds or [args.seed])
+            for result in run_seed(args, models, named, seed, category, strategy)
         ]
         if len(results) > 1:
             report = write_report(results, args.out)

@@ -60,12 +60,14 @@ def pixel_moments(detector, dataset, keys):
     return moments
 
 
-def evaluate(detector, collection, split, batch_size, run_dir, history, threshold_label, per_class=4):
+def evaluate(detector, collection, split, batch_size, run_dir, history, threshold_label, per_class=4,
+             extra_metrics=None):
     """Score every test set of the split; write scores.csv, metrics.json and plots/; return the metrics.
 
     Flat keys describe split.test (for the CAE-D-GAN protocol its 100% set); `test_sets` holds the
     same metrics for each named test set, `module_auroc` each cascade module's AUROC, and
-    `per_defect` each abnormal class's AUROC against the test normals.
+    `per_defect` each abnormal class's AUROC against the test normals. `extra_metrics` (e.g. the
+    floors' AUROCs on this split) are added as given.
     """
     size = detector.input_shape[1]
     test = split.test
@@ -101,6 +103,7 @@ def evaluate(detector, collection, split, batch_size, run_dir, history, threshol
             for name, subset in subsets.items()
         }
 
+    metrics.update(extra_metrics or {})
     extra_columns = module_columns + [c for columns in variant_columns.values() for c in columns]
     _write_scores(run_dir / "scores.csv", [collection.ids[i] for i in test], labels, outputs, extra_columns)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))

@@ -37,6 +37,30 @@ def auroc(labels, scores) -> float:
     return float(skm.roc_auc_score(labels, scores)) if _has_both_classes(labels) else float("nan")
 
 
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def bootstrap_auroc_interval(labels, scores, resamples=BOOTSTRAP_RESAMPLES, confidence=0.95, seed=0):
+    """Percentile bootstrap interval of the AUROC: (low, high), or (nan, nan) without both classes.
+
+    The test images are resampled with replacement within each class (normals and abnormals
+    separately), since the protocol fixes how many of each the test set holds; the RNG seed is
+    fixed so a report is reproducible.
+    """
+    labels, scores = _labels_and_scores(labels, scores)
+    if not _has_both_classes(labels):
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(labels == label) for label in (0, 1)]
+    values = []
+    for _ in range(resamples):
+        drawn = np.concatenate([rng.choice(group, size=len(group)) for group in groups])
+        values.append(skm.roc_auc_score(labels[drawn], scores[drawn]))
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def minmax_bounds(scores: np.ndarray) -> tuple[float, float]:
     """(minimum, span) of the scores; span is 1 for constant scores so normalising never divides by 0."""
     scores = np.asarray(scores, dtype=np.float64)

@@ -3,22 +3,27 @@
 A family module provides PRESETS (architectures: paper / quick / tiny), TRAINING (settings per
 run profile, each naming its preset), TRAINING_COMMON, validate_architecture(config) and a
 keras.Model class implementing configure / make_schedule / checkpoint_items / score_pairs /
-train_step, which is all the trainer, the detector and the export rely on.
+train_step, which is all the trainer, the detector and the export rely on. The classical floors
+(models/floors.py) share one module, so each is registered with a namespace holding those settings;
+they learn in one pass (fit_normals) instead of train_step.
 """
 
 import types
 
-from models import cae_d_gan, improved_bigan
+from models import cae_d_gan, floors, improved_bigan
 from models.config import ConfigError
 
-# Every model of SPEC §2, in the order of the papers' tables.
+# Every model of SPEC §2, in the order of the papers' tables, then the classical floors.
+FLOOR_NAMES = ("pca", "knn")
 MODEL_NAMES = (
     "improved_bigan", "bigan", "ganomaly", "skip_ganomaly", "anogan", "egbad", "efficient_gan",
-    "fcae", "cae", "vae", "beta_vae", "cvae", "vq_vae", "cae_d_gan",
+    "fcae", "cae", "vae", "beta_vae", "cvae", "vq_vae", "cae_d_gan", *FLOOR_NAMES,
 )
 FAMILIES = {
     "improved_bigan": types.SimpleNamespace(module=improved_bigan, model_class=improved_bigan.ImprovedBiGAN),
     "cae_d_gan": types.SimpleNamespace(module=cae_d_gan, model_class=cae_d_gan.CAEDGAN),
+    "pca": types.SimpleNamespace(module=floors.PCA_FAMILY, model_class=floors.PCAFloor),
+    "knn": types.SimpleNamespace(module=floors.KNN_FAMILY, model_class=floors.KNNFloor),
 }
 
 

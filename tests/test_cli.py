@@ -40,7 +40,7 @@ def read_scores(run_dir):
 @pytest.fixture(scope="module")
 def phantom_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    assert run_experiments.main(["--dataset", "phantom", "--profile", "smoke", "--out", str(out)]) == 0
+    assert run_experiments.main(["--dataset", "phantom", "--profile", "smoke", "--no-floor", "--out", str(out)]) == 0
     return only_run(out)
 
 
@@ -60,6 +60,7 @@ def test_smoke_run_writes_every_artefact(phantom_run):
     metrics = json.loads((phantom_run / "metrics.json").read_text())
     assert METRIC_KEYS | {"pixel_auroc"} <= set(metrics)
     assert np.isfinite(metrics["pixel_auroc"]) and np.isfinite(metrics["pixel_auroc_z_map"])
+    assert "floor" not in metrics  # --no-floor: no pca / knn runs, no floor numbers
 
     split = json.loads((phantom_run / "split.json").read_text())
     rows = read_scores(phantom_run)
@@ -141,7 +142,7 @@ def test_folder_dataset_export_reproduces_scores_from_files(tmp_path):
     normal, abnormal = write_image_folders(tmp_path / "images")
     out = tmp_path / "runs"
     code = run_experiments.main(["--dataset", "folder", "--normal-dir", str(normal), "--abnormal-dir", str(abnormal),
-                                 "--profile", "smoke", "--out", str(out)])
+                                 "--profile", "smoke", "--no-floor", "--out", str(out)])
     assert code == 0
     run_dir = only_run(out)
     split = json.loads((run_dir / "split.json").read_text())
@@ -170,7 +171,8 @@ def test_a_folder_is_scanned_once_for_every_seed_and_the_phantom_is_drawn_per_se
 
 def test_resume_continues_from_the_last_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "runs"
-    args = ["--dataset", "phantom", "--profile", "smoke", "--epochs-recon", "2", "--epochs-adv", "2", "--out", str(out)]
+    args = ["--dataset", "phantom", "--profile", "smoke", "--epochs-recon", "2", "--epochs-adv", "2", "--no-floor",
+            "--out", str(out)]
     save = CheckpointEveryEpoch.on_epoch_end
 
     def interrupt_after_second_epoch(self, epoch, logs=None):
@@ -230,7 +232,7 @@ def cascade_chest_run(tmp_path_factory):
     data = write_chest_xray_3(tmp_path_factory.mktemp("chest"))
     out = tmp_path_factory.mktemp("runs")
     code = run_experiments.main(["--model", "cae_d_gan", "--dataset", "chest_xray_3", "--data-dir", str(data),
-                                 "--profile", "smoke", "--out", str(out)])
+                                 "--profile", "smoke", "--no-floor", "--out", str(out)])
     assert code == 0
     return only_run(out)
 

@@ -193,7 +193,7 @@ def test_a_chest_run_splits_by_cae_d_gan_before_training(tmp_path, monkeypatch):
 
     monkeypatch.setattr(run_experiments, "compiled_model", stop_before_training)
     out = tmp_path / "runs"
-    argv = ["--dataset", "chest_xray_2", "--data-dir", str(tmp_path), "--profile", "smoke", "--out", str(out)]
+    argv = ["--dataset", "chest_xray_2", "--data-dir", str(tmp_path), "--profile", "smoke", "--no-floor", "--out", str(out)]
     assert run_experiments.main(argv) == run_experiments.EXIT_INTERRUPTED
     split = json.loads(next(out.glob("chest_xray_2/improved_bigan/*/split.json")).read_text())
     assert split["protocol"] == "cae_d_gan" and list(split["test_sets"]) == ["25", "50", "75", "100"]

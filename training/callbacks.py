@@ -18,7 +18,8 @@ class TrainingDivergedError(RuntimeError):
 class EpochHistory(keras.callbacks.Callback):
     """One record per finished epoch ({"epoch", "phase", losses...}) kept in history.json.
 
-    The file is rewritten every epoch and reloaded on resume, so loss curves span interruptions.
+    The file is written at once (an empty list for a model without epochs), rewritten every
+    epoch and reloaded on resume, so loss curves span interruptions.
     """
 
     def __init__(self, path, schedule, start_epoch=0):
@@ -27,11 +28,15 @@ class EpochHistory(keras.callbacks.Callback):
         self.schedule = schedule
         previous = json.loads(self.path.read_text()) if self.path.exists() else []
         self.records = [record for record in previous if record["epoch"] <= start_epoch]
+        self._write()
 
     def on_epoch_end(self, epoch, logs=None):
         record = {"epoch": epoch + 1, "phase": self.schedule.phase(epoch)}
         record.update({name: float(value) for name, value in (logs or {}).items()})
         self.records.append(record)
+        self._write()
+
+    def _write(self):
         self.path.write_text(json.dumps(self.records, indent=1))
 
 

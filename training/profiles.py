@@ -91,3 +91,9 @@ def scale_to_data(config, train_size):
     updates = steps * sum(config[key] for key in keys)
     factor = max(1, math.ceil(config.get("min_updates", 0) / updates)) if updates else 1
     return {**config, **{key: config[key] * factor for key in keys}, "steps_per_epoch": steps, "epoch_scale": factor}
+
+
+def applicable_overrides(model, dataset, profile, overrides):
+    """The overrides `model` has a use for (its run settings and architecture); resolve_config refuses the rest."""
+    config = resolve_config(model, dataset, profile)
+    return {key: value for key, value in overrides.items() if key in config or key in config["architecture"]}

@@ -46,7 +46,7 @@ class TwoPhaseSchedule(keras.callbacks.Callback):
 
 
 class SinglePhaseSchedule(keras.callbacks.Callback):
-    """All epochs run the same training step (e.g. the CAE-D-GAN cascade)."""
+    """All epochs run the same training step (e.g. the CAE-D-GAN cascade); 0 epochs for the floors."""
 
     def __init__(self, epochs, name="training"):
         super().__init__()
@@ -57,4 +57,4 @@ class SinglePhaseSchedule(keras.callbacks.Callback):
         return self.name
 
     def representative_epochs(self):
-        return {self.name: 0}
+        return {self.name: 0} if self.total_epochs else {}

@@ -29,11 +29,17 @@ def dtype_policy(config):
 def fit(model, train_ds, normals_ds, preview, config, run_dir, verbose=1):
     """Train (or continue training) in `run_dir`; returns the per-epoch history records.
 
+    A model that learns in one pass (the classical floors: `fit_normals`) is fitted on
+    `normals_ds` (required for them), the un-augmented training normals, and has a 0-epoch
+    schedule, so Keras' fit never runs and its history is empty; it keeps no checkpoint, as
+    refitting takes seconds (a resumed floor run simply fits again).
     The latest checkpoint in run_dir/checkpoints is restored first, so an interrupted run
     resumes in the right phase and epoch, losing at most the epoch that was running. Then
     `model.finish_training(normals_ds)` (the un-augmented training normals) readies the model
     for inference, e.g. re-estimates BatchNorm statistics.
     """
+    if hasattr(model, "fit_normals"):
+        model.fit_normals(normals_ds)
     schedule = model.make_schedule(config)
     checkpoint = TrainingCheckpoint(model.checkpoint_items(), run_dir / "checkpoints")
     start_epoch = checkpoint.restore_latest()
