@@ -144,10 +144,11 @@ def planned_models(names, no_floor):
 
 def run_config(args, model, seed, category, named):
     """The resolved config of one run. A floor the user did not name takes only the flags it has a use
-    for (e.g. --image-size, not the deep model's --epochs); a named model refuses the others."""
+    for (e.g. --image-size, not the deep model's --epochs) and keeps its own score (a deep model's
+    --score must not change what the floor is); a named model refuses the others."""
     overrides = {key: getattr(args, key) for key in OVERRIDABLE}
     if not named:
-        overrides = applicable_overrides(model, args.dataset, args.profile, overrides)
+        overrides = applicable_overrides(model, args.dataset, args.profile, {**overrides, "score": None})
     return resolve_config(model, args.dataset, args.profile, seed=seed, category=category, protocol=args.protocol,
                           **overrides)
 
