@@ -15,7 +15,7 @@ from evaluation.metrics import (
     reconstruction_quality,
     validation_threshold,
 )
-from evaluation.scoring import ANOMALY_MAP_SIGMA, module_scorers, score_batches, smooth_error
+from evaluation.scoring import module_scorers, score_batches, smooth_error
 
 SCORE_COLUMNS = ("score", "raw_score", "mse", "ssim_error", "error_zmax", "psnr")
 
@@ -78,7 +78,7 @@ def evaluate(detector, collection, split, batch_size, run_dir, history, threshol
     }
     masks = collection.masks_for(test, size)  # error maps are kept only where there is ground truth
     keep = (SCORE_COLUMNS + tuple(module_columns) + tuple(c for columns in variant_columns.values() for c in columns)
-            + (("error_map", "z_map") if masks is not None else ()))
+            + (("error_map", "z_map", "anomaly_map") if masks is not None else ()))
     outputs = score_batches(detector, image_dataset(collection, test, size, batch_size), keep=keep)
     labels = collection.labels[test]
     threshold = float(detector.get_layer("score_combiner").threshold.numpy())
@@ -90,8 +90,8 @@ def evaluate(detector, collection, split, batch_size, run_dir, history, threshol
         for name, columns in variant_columns.items()
     }
     if masks is not None:
-        # Localisation: the error map smoothed at ANOMALY_MAP_SIGMA; the raw map and the z-map for comparison.
-        metrics["pixel_auroc"] = pixel_auroc(masks, np.asarray(smooth_error(outputs["error_map"], ANOMALY_MAP_SIGMA)))
+        # Localisation: the anomaly map; the raw error map and the z-map for comparison.
+        metrics["pixel_auroc"] = pixel_auroc(masks, outputs["anomaly_map"])
         metrics["pixel_auroc_raw_error"] = pixel_auroc(masks, outputs["error_map"])
         metrics["pixel_auroc_z_map"] = pixel_auroc(masks, outputs["z_map"])
     if collection.classes is not None:
@@ -173,7 +173,7 @@ def _write_plots(detector, directory, collection, test_indices, scores, threshol
         images = next(iter(image_dataset(collection, test_indices[chosen], detector.input_shape[1], len(chosen))))
         outputs = detector(images, training=False)
         plots.plot_error_grid(
-            images, np.asarray(outputs["reconstruction"]), np.asarray(outputs["error_map"]),
+            images, np.asarray(outputs["reconstruction"]), np.asarray(outputs["anomaly_map"]),
             labels[chosen], scores[chosen], directory / "error_grid.png",
             masks=None if masks is None else masks[chosen], per_class=per_class,
         )

@@ -11,7 +11,7 @@ import tensorflow as tf
 from data.pipeline import to_model_input
 from evaluation.scoring import module_scorers
 
-SERVING_OUTPUTS = ("score", "is_anomalous", "error_map", "z_map", "reconstruction", "mse", "ssim_error")
+SERVING_OUTPUTS = ("score", "is_anomalous", "error_map", "z_map", "anomaly_map", "reconstruction", "mse", "ssim_error")
 MODULE_OUTPUTS = ("score", "mse", "ssim_error", "error_zmax")  # per cascade module, as "<module>_score" etc.
 
 
@@ -21,7 +21,8 @@ def export_saved_model(detector, path, image_size):
     Any H, W and C in {1, 2, 3, 4} are accepted and resized to the training size. Outputs:
     score (higher = more anomalous), is_anomalous (score >= stored threshold), error_map
     (|x - x̂| at image_size, on the [-1, 1] model scale), z_map (the smoothed error standardised
-    per pixel by the training normals), reconstruction (in [0, 1]), and the
+    per pixel by the training normals), anomaly_map (the localisation map: smoothed error relative
+    to the normals' typical error there), reconstruction (in [0, 1]), and the
     score's raw components mse and ssim_error; a cascade also returns each module's
     `<module>_score`, `<module>_mse`, `<module>_ssim_error` and `<module>_error_zmax`.
     """

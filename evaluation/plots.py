@@ -32,7 +32,7 @@ MASK_COLOUR_RGB = (0, 255, 0)
 PHASE_COLOURS = ("lightgrey", "navajowhite", "lightcyan", "thistle")
 # Legends go below the axes: inside, they hide curves wherever the data happens to put them.
 LEGEND_BELOW = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.14), "ncol": 2}
-GRID_COLUMNS = ("input", "reconstruction", "error map", "overlay")
+GRID_COLUMNS = ("input", "reconstruction", "anomaly map", "overlay")
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
@@ -178,7 +178,7 @@ def _grid_row(image, error_map, error_scale, mask) -> tuple[np.ndarray, np.ndarr
 
 
 def plot_error_grid(images, reconstructions, error_maps, labels, scores, path, masks=None, per_class=4) -> Path:
-    """Input | reconstruction | error heat map | overlay, one row per example.
+    """Input | reconstruction | anomaly heat map | overlay, one row per example.
 
     Examples: up to `per_class` normal then up to `per_class` abnormal images, evenly spaced by
     score within each class (lowest, typical and highest scores), so the grid shows neither only

@@ -26,10 +26,12 @@ COMMON_VARIANTS = {
 }
 _IMAGE_TERMS = ("mse", "ssim_error", "error_zmax")
 ERROR_SMOOTHING_SIGMA = 1.0  # pixels: one-pixel noise is not a lesion
-# The localisation map (pixel AUROC, overlays): the error map smoothed at σ = 2 px. Chosen on the
-# phantom's dev draw (improved_bigan quick, seed 0): pixel AUROC 0.798 raw, 0.823 / 0.828 / 0.830 at
-# σ 1 / 2 / 3, 0.778 for the z-map; 2 keeps lesions of a few pixels visible.
+# The localisation map (`anomaly_map`: pixel AUROC, heat maps): the error smoothed at σ = 2 px,
+# divided by where normals typically err there (the training normals' mean smoothed error) plus half
+# that mean's median, which keeps background pixels with almost no normal error from exploding.
+# Chosen on the phantom's dev draw (README "Scoring and thresholds").
 ANOMALY_MAP_SIGMA = 2.0
+ANOMALY_MAP_DAMPING = 0.5
 
 
 def score_variants(model):
@@ -51,6 +53,8 @@ def smooth_error(error_maps, sigma=ERROR_SMOOTHING_SIGMA):
 class AnomalyScorer(layers.Layer):
     """(references, reconstructions[, extra terms]) -> score, every score variant, the terms, PSNR, error map, z-map.
 
+    Maps: error_map |x − x̂|, z_map (smoothed, standardised per pixel) and anomaly_map (smoothed
+    at 2 px, relative to the normals' typical error there: the localisation map).
     Terms: mse, ssim_error (1 − SSIM), error_zmax (the largest value of the smoothed error map
     standardised per pixel by the training normals' mean and std there: a normative map, so a
     pixel counts as anomalous when it errs more than normals do there, which finds small lesions
@@ -75,6 +79,7 @@ class AnomalyScorer(layers.Layer):
         pixels = (self.image_size, self.image_size)
         self.pixel_mean = self._stat("pixel_error_mean", 0.0, pixels)
         self.pixel_std = self._stat("pixel_error_std", 1.0, pixels)
+        self.typical_error = self._stat("typical_error", 1.0, pixels)
         super().build(input_shape)
 
     def _stat(self, name, value, shape=()):
@@ -104,12 +109,18 @@ class AnomalyScorer(layers.Layer):
             "psnr": tf.image.psnr(references, reconstructions, max_val=2.0),
             "error_map": error_map,
             "z_map": z_map,
+            "anomaly_map": smooth_error(error_map, ANOMALY_MAP_SIGMA) / self.typical_error,
         }
 
     def calibrate_pixels(self, mean, std):
-        """Set the z-map's per-pixel mean and std of normals' smoothed error maps (std smoothed too, floored)."""
+        """Set the z-map's per-pixel mean and std of normals' smoothed error maps (std smoothed too, floored),
+        and the anomaly map's typical error (the mean smoothed on to ANOMALY_MAP_SIGMA: Gaussians compose)."""
+        mean = np.asarray(mean, np.float32)
+        extra_sigma = (ANOMALY_MAP_SIGMA**2 - ERROR_SMOOTHING_SIGMA**2) ** 0.5
+        typical = np.asarray(smooth_error(mean[None], extra_sigma))[0]
+        self.typical_error.assign(typical + ANOMALY_MAP_DAMPING * max(float(np.median(typical)), 1e-6))
         std = np.asarray(smooth_error(np.asarray(std, np.float32)[None]))[0]
-        self.pixel_mean.assign(np.asarray(mean, np.float32))
+        self.pixel_mean.assign(mean)
         self.pixel_std.assign(np.maximum(std, max(float(np.median(std)) * 0.1, 1e-4)))
 
     def calibrate(self, raw_terms):

@@ -208,3 +208,23 @@ def test_unknown_or_inapplicable_score_is_refused():
     with pytest.raises(ConfigError, match="does not apply to cae_d_gan"):
         resolve_config("cae_d_gan", "phantom", "quick", score="latent")
     assert resolve_config("improved_bigan", "phantom", "paper")["score"] == "paper"  # the paper's method, unchanged
+
+
+def test_anomaly_map_weighs_an_error_by_how_much_normals_err_at_that_pixel():
+    """The same extra error counts more where normals reconstruct well than at a pixel they always miss
+    (e.g. the skull edge); the raw error map cannot tell the two apart."""
+    rng = np.random.default_rng(0)
+    scorer = AnomalyScorer(32, "error_zmax")
+    normals = rng.uniform(-0.5, 0.5, (40, 32, 32, 1)).astype("float32")
+    reconstructions = normals + rng.normal(0, 0.02, normals.shape).astype("float32")
+    reconstructions[:, :, :8] += 0.3  # normals always err on the left edge
+    smoothed = np.asarray(smooth_error(scorer(normals, reconstructions)["error_map"]))
+    scorer.calibrate_pixels(smoothed.mean(axis=0), smoothed.std(axis=0))
+    on_edge, inside = reconstructions[:1].copy(), reconstructions[:1].copy()
+    on_edge[0, 14:18, 2:6] += 0.3
+    inside[0, 14:18, 20:24] += 0.3
+    maps = {name: scorer(normals[:1], lesion) for name, lesion in (("edge", on_edge), ("inside", inside))}
+    assert float(np.max(maps["inside"]["anomaly_map"])) > 3 * float(np.max(maps["edge"]["anomaly_map"][0, :, 10:]))
+    assert float(maps["inside"]["anomaly_map"][0, 16, 22]) > 2 * float(maps["edge"]["anomaly_map"][0, 16, 4])
+    raw = {name: float(np.max(outputs["error_map"])) for name, outputs in maps.items()}
+    assert raw["edge"] >= raw["inside"]  # by raw error the edge lesion looks at least as bad
