@@ -197,6 +197,7 @@ def report_rows(results):
         for column in columns:
             row[f"{column}_mean"], row[f"{column}_std"] = _mean_std([_report_values(m).get(column) for _, m, _ in runs])
             row[f"{column}_paper"] = reference.get(column, float("nan"))
+        row["oracle_flags_all_runs"] = sum(bool(m.get("oracle_flags_all")) for _, m, _ in runs)
         intervals = np.array([run_auroc_interval(run_dir) for _, _, run_dir in runs])
         row["auroc_ci95_low"], row["auroc_ci95_high"] = (
             (float("nan"),) * 2 if np.isnan(intervals).all() else np.nanmean(intervals, axis=0).tolist())
@@ -233,6 +234,8 @@ def write_report(results, out_root):
     def cell(row, column):
         mean, std, paper = row[f"{column}_mean"], row[f"{column}_std"], row[f"{column}_paper"]
         text = "–" if math.isnan(mean) else f"{mean:.3f}" + (f" ± {std:.3f}" if len(row["seeds"].split(",")) > 1 else "")
+        if column == "oracle_accuracy" and row["oracle_flags_all_runs"]:  # accuracy = the abnormal share
+            text += f" [flags every image in {row['oracle_flags_all_runs']} of {len(row['seeds'].split(','))} runs]"
         return text + ("" if math.isnan(paper) else f" ({paper:.3f})")
 
     columns = report_columns(results)
