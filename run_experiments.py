@@ -117,6 +117,8 @@ def parse_args(argv=None):
                         help="stretch the epochs of a small training set to at least this many updates (0: off)")
     parser.add_argument("--nondeterministic", dest="deterministic", action="store_false", default=None,
                         help="skip TensorFlow op determinism (faster; the same command may then differ slightly)")
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine"),
+                        help="improved_bigan: constant learning rate, or cosine decay to 5 %% over the schedule")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", type=seed_list, help="comma-separated seeds, e.g. 0,1,2: one run each, then mean ± std in report.md")
     parser.add_argument("--out", default="runs", help="root of run directories")

@@ -54,6 +54,7 @@ TRAINING_COMMON = {
     "adversarial_weight": 0.1,  # reconstruction "prioritized over the adversarial performance" (§III)
     "reconstruction_repeats": 3,  # §III: reconstruction trained 3 times per step in phase 2
     "discriminator_every": 5,  # §III: discriminator trained every 5th epoch
+    "lr_schedule": "constant",  # or "cosine": E+G learning rate decays to 5 % over the schedule
 }
 
 
@@ -147,11 +148,17 @@ class ImprovedBiGAN(keras.Model):
         """
         extractor = build_perceptual_extractor(run_config["perceptual_weights"], self.config["image_size"])
 
-        def adam():
-            return keras.optimizers.Adam(run_config["lr"], beta_1=run_config["beta_1"], beta_2=run_config["beta_2"])
+        def adam(updates=None):
+            lr = run_config["lr"]
+            if updates and run_config.get("lr_schedule") == "cosine":
+                lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=updates, alpha=0.05)
+            return keras.optimizers.Adam(lr, beta_1=run_config["beta_1"], beta_2=run_config["beta_2"])
 
+        # E+G updates in the whole schedule: one per phase-1 step, `reconstruction_repeats` per phase-2 step.
+        updates = run_config.get("steps_per_epoch", 0) * (
+            run_config["epochs_recon"] + run_config["reconstruction_repeats"] * run_config["epochs_adv"])
         self.compile(
-            reconstruction_optimizer=adam(),
+            reconstruction_optimizer=adam(updates),
             discriminator_optimizer=adam(),
             reconstruction_loss=ReconstructionLoss(extractor),
             adversarial_weight=run_config["adversarial_weight"],
