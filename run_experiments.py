@@ -155,11 +155,12 @@ def run_config(args, model, seed, category, named):
                           **overrides)
 
 
-def run(args, model, seed, category, strategy, named=True, floor=None):
+def run(args, model, seed, category, strategy, named=True, floor=None, floor_variants=None):
     """One model, seed and category: data -> split -> train (under `strategy`) -> calibrate -> evaluate -> export.
 
     `floor` ({floor model: AUROC} on the same split) is stored in metrics.json and printed beside
-    the model's AUROC. Returns (config, metrics, run dir).
+    the model's AUROC; `floor_variants` ({floor model: its score_variants}) gives `floor_same_score`,
+    each floor's AUROC under this model's own score (a PCA scored like the model). Returns (config, metrics, run dir).
     """
     config = run_config(args, model, seed, category, named)
     run_dir = latest_unfinished_run(args.out, config) if args.resume else None
@@ -212,7 +213,7 @@ def run(args, model, seed, category, strategy, named=True, floor=None):
     calibrate(detector, normals_ds, validation_ds, config["threshold_quantile"])
     threshold_label = f"threshold ({config['threshold_quantile']:.0%} quantile of validation normals)"
     metrics = evaluate(detector, collection, split, batch, run_dir, history, threshold_label,
-                       extra_metrics={"floor": floor} if floor else None)
+                       extra_metrics=floor_metrics(floor, floor_variants, config["score"]))
     write_tensorboard_results(run_dir / "tensorboard", metrics, run_dir / "plots" / "roc.png", len(history))
     detector.save(run_dir / "model.keras")
     export_saved_model(detector, run_dir / "saved_model", size)
@@ -225,14 +226,24 @@ def run(args, model, seed, category, strategy, named=True, floor=None):
     return config, metrics, run_dir
 
 
+def floor_metrics(floor, floor_variants, score):
+    """metrics.json's `floor` (the floors' own AUROCs) and `floor_same_score` (theirs under `score`)."""
+    if not floor:
+        return None
+    same = {name: variants[score] for name, variants in (floor_variants or {}).items() if score in variants}
+    return {"floor": floor, **({"floor_same_score": same} if same else {})}
+
+
 def run_seed(args, models, named, seed, category, strategy):
     """Every planned model on one seed's split, floors first, so each deep run gets the floors' AUROCs."""
-    results, floor = [], {}
+    results, floor, floor_variants = [], {}, {}
     for model in models:
+        is_floor = model in FLOOR_NAMES
         result = run(args, model, seed, category, strategy, named=model in named,
-                     floor=None if model in FLOOR_NAMES else floor)
-        if model in FLOOR_NAMES:
+                     floor=None if is_floor else floor, floor_variants=None if is_floor else floor_variants)
+        if is_floor:
             floor[model] = result[1]["auroc"]
+            floor_variants[model] = result[1]["score_variants"]
         results.append(result)
     return results
 

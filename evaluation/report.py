@@ -108,17 +108,20 @@ def summary_table(metrics, config):
                          *([paper] if paper is not None else [])))
         text += "\n\n" + _table(rows)
     if metrics.get("floor"):
-        text += "\n\n" + floor_line(metrics["auroc"], metrics["floor"])
+        text += "\n\n" + floor_line(metrics["auroc"], metrics["floor"], "floor (same split)")
+    if metrics.get("floor_same_score"):
+        text += "\n" + floor_line(metrics["auroc"], metrics["floor_same_score"],
+                                   f"floor scored like the model ({config['score']})")
     return text
 
 
-def floor_line(auroc, floor):
+def floor_line(auroc, floor, label):
     """The model's AUROC beside the floors' on the same split, and plainly which is better."""
     best = max(floor.values())
     verdict = ("floor wins: a classical detector does at least as well" if best >= auroc
                else f"the model beats the best floor by {auroc - best:.3f}")
     floors = ", ".join(f"{name} {value:.3f}" for name, value in floor.items())
-    return f"AUROC {auroc:.3f} vs floor (same split) {floors}: {verdict}."
+    return f"AUROC {auroc:.3f} vs {label} {floors}: {verdict}."
 
 
 def _numeric(metrics, prefix=""):
@@ -203,6 +206,11 @@ def report_rows(results):
             (float("nan"),) * 2 if np.isnan(intervals).all() else np.nanmean(intervals, axis=0).tolist())
         rows.append(row)
     _add_better_floor(rows)
+    for row, (_, runs) in zip(rows, groups.items()):
+        same = {name: np.mean([m["floor_same_score"][name] for _, m, _ in runs]) for name in FLOOR_NAMES
+                if all(name in m.get("floor_same_score", {}) for _, m, _ in runs)}
+        best = max(same, key=same.get) if same else ""
+        row["same_score_floor"], row["same_score_floor_auroc"] = best, same.get(best, float("nan"))
     return rows
 
 
@@ -211,10 +219,11 @@ def _interval_cell(row):
     return "–" if math.isnan(low) else f"{low:.3f}–{high:.3f}"
 
 
-def _floor_cell(row):
-    if not row["better_floor"]:
+def _floor_cell(row, prefix="better_floor"):
+    if not row[prefix]:
         return "–"
-    return f"{row['better_floor']} {row['better_floor_auroc']:.3f} ({row['auroc_minus_floor']:+.3f})"
+    auroc = row[f"{prefix}_auroc"]
+    return f"{row[prefix]} {auroc:.3f} ({row['auroc_mean'] - auroc:+.3f})"
 
 
 def write_report(results, out_root):
@@ -239,17 +248,20 @@ def write_report(results, out_root):
         return text + ("" if math.isnan(paper) else f" ({paper:.3f})")
 
     columns = report_columns(results)
-    extra = ("auroc 95% CI", "better floor (auroc, model − floor)")
+    extra = ("auroc 95% CI", "better floor (auroc, model − floor)", "better floor with the model's score")
     lines = ["| dataset | model | seeds | " + " | ".join((*columns, *extra)) + " |",
              "|---|---|---|" + "---|" * (len(columns) + len(extra))]
     lines += [f"| {row['dataset']} | {row['model']} | {row['seeds']} | "
-              + " | ".join([*(cell(row, c) for c in columns), _interval_cell(row), _floor_cell(row)]) + " |"
+              + " | ".join([*(cell(row, c) for c in columns), _interval_cell(row), _floor_cell(row),
+                                _floor_cell(row, "same_score_floor")]) + " |"
               for row in rows]
     note = ("Mean ± std over seeds; the paper's own number, where it reports one, in parentheses. "
             "Thresholded metrics use the validation-normal threshold; oracle_accuracy is the papers' test-set sweep. "
             f"auroc 95% CI: percentile bootstrap over {BOOTSTRAP_RESAMPLES} resamples of each run's test images "
             "(with replacement, within each class; fixed RNG seed) from its scores.csv; over several seeds, the mean "
             "of the per-seed bounds. better floor: the higher-AUROC classical floor (pca, knn) on the same dataset "
-            "and seeds.")
+            "and seeds, each with its own score (PCA reconstruction error, kNN distance). With the model's score: the "
+            "same floors scored by the deep model's score variant (e.g. error_zmax), which separates what the score "
+            "does from what the network learns.")
     stem.with_suffix(".md").write_text("# Results\n\n" + note + "\n\n" + "\n".join(lines) + "\n")
     return stem

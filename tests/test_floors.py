@@ -180,9 +180,14 @@ def test_report_rows_hold_the_interval_and_the_better_floor(floors_and_deep_run)
     better = max(("pca", "knn"), key=lambda name: metrics[name]["auroc"])
     deep_row = next(line for line in markdown.splitlines() if line.startswith("| phantom | improved_bigan"))
     difference = metrics["improved_bigan"]["auroc"] - metrics[better]["auroc"]
-    assert deep_row.endswith(f"| {better} {metrics[better]['auroc']:.3f} ({difference:+.3f}) |")
+    assert f"| {better} {metrics[better]['auroc']:.3f} ({difference:+.3f}) |" in deep_row
+    # the floors scored with the deep model's own score (error_zmax), from their score variants
+    same = {name: metrics[name]["score_variants"]["error_zmax"] for name in ("pca", "knn")}
+    assert metrics["improved_bigan"]["floor_same_score"] == same
+    best = max(same, key=same.get)
+    assert deep_row.endswith(f"| {best} {same[best]:.3f} ({metrics['improved_bigan']['auroc'] - same[best]:+.3f}) |")
     for name in ("pca", "knn"):
         row = next(line for line in markdown.splitlines() if line.startswith(f"| phantom | {name} |"))
-        low, high = (float(value) for value in row.split(" | ")[-2].split("–"))
-        assert low <= metrics[name]["auroc"] <= high and row.endswith("| – |")
+        low, high = (float(value) for value in row.split(" | ")[-3].split("–"))
+        assert low <= metrics[name]["auroc"] <= high and row.endswith("| – | – |")
     assert "1000 resamples" in markdown
