@@ -214,8 +214,8 @@ def plot_error_grid(images, reconstructions, error_maps, labels, scores, path, m
         plt.cm.ScalarMappable(norm=mcolors.Normalize(0, error_scale), cmap="inferno"),
         ax=axes, shrink=min(1.0, 4.0 / len(chosen)),
     )
-    colourbar.set_label("reconstruction error (one scale for all rows)", fontsize=8)
-    fig.suptitle("Reconstructions and error maps (examples spread by score)", fontsize=10)
+    colourbar.set_label("error ÷ normals' typical error there (one scale for all rows)", fontsize=8)
+    fig.suptitle("Reconstructions and anomaly maps (examples spread by score)", fontsize=10)
     return _save(fig, path)
 
 
