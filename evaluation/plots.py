@@ -7,6 +7,7 @@ meaning across plots: normal = blue, abnormal = orange, threshold = black.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -219,9 +220,11 @@ def plot_error_grid(images, reconstructions, error_maps, labels, scores, path, m
     return _save(fig, path)
 
 
-def _is_adversarial(key: str) -> bool:
-    """Adversarial terms are named `adv*`/`*_adv*` (generator) or `d_*` (discriminator)."""
-    return "adv" in key or key.startswith("d_")
+def is_adversarial(key: str) -> bool:
+    """Adversarial terms: `adv*`/`*_adv*`, discriminator `d_*`, a GAN generator's total `g_loss` and its
+    encoder-consistency `en_loss`; a cascade prefixes its module (`m2_d_loss`), which is looked through."""
+    base = re.sub(r"^m\d+_", "", key)
+    return "adv" in base or base.startswith(("d_", "g_")) or base == "en_loss"
 
 
 def _series(history: list[dict], key: str) -> tuple[list, list]:
@@ -256,9 +259,11 @@ def plot_loss_curves(history: list[dict], path) -> Path:
         raise ValueError("The loss history is empty; plot it after at least one epoch.")
     keys = list(dict.fromkeys(k for entry in history for k in entry if k not in ("epoch", "phase")))
     fig, (recon_ax, adv_ax) = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
+    for ax in (recon_ax, adv_ax):  # 20 distinct colours: a cascade logs 15 terms
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
 
     recon_values = []
-    for key in (k for k in keys if not _is_adversarial(k)):
+    for key in (k for k in keys if not is_adversarial(k)):
         epochs, values = _series(history, key)
         recon_ax.plot(epochs, values, linewidth=2.2 if key == "recon_loss" else 1.1, label=key)
         recon_values += values
@@ -273,7 +278,7 @@ def plot_loss_curves(history: list[dict], path) -> Path:
     recon_ax.grid(alpha=0.3)
     recon_ax.legend(fontsize=8, **LEGEND_BELOW)
 
-    adversarial_keys = [k for k in keys if _is_adversarial(k)]
+    adversarial_keys = [k for k in keys if is_adversarial(k)]
     adv_epochs = {entry["epoch"] for entry in history if any(k in entry for k in adversarial_keys)}
     for key in adversarial_keys:
         epochs, values = _series(history, key)

@@ -107,3 +107,20 @@ def test_roc_curves_draw_one_labelled_curve_per_set(tmp_path, scored):
         tmp_path / "rocs.png", title="ROC per module",
     )
     assert _read_png(path).shape[2] == 3
+
+
+def test_cascade_loss_curves_put_gan_terms_in_the_adversarial_panel_with_distinct_colours(tmp_path, monkeypatch):
+    """CAE-D-GAN logs `m<module>_<term>`: discriminator and generator totals (~25) must not flatten module 1."""
+    terms = ["m1_pixel_loss", "m2_recon_loss", "m3_recon_loss", "m2_d_loss", "m2_d_real", "m2_d_fake", "m2_g_loss",
+             "m2_adv_loss", "m2_en_loss", "m3_d_loss", "m3_d_real", "m3_d_fake", "m3_g_loss", "m3_adv_loss", "m3_en_loss"]
+    history = [{"epoch": e, "phase": "cascade", **{t: 25.0 / e if t.endswith("g_loss") else 0.1 / e for t in terms}}
+               for e in range(1, 6)]
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    plots.plot_loss_curves(history, tmp_path / "loss.png")
+    recon_ax, adv_ax = figures[0].axes[:2]
+    assert {line.get_label() for line in recon_ax.get_lines()} == {"m1_pixel_loss", "m2_recon_loss", "m3_recon_loss"}
+    adversarial = [line for line in adv_ax.get_lines() if not line.get_label().startswith("_")]
+    assert len(adversarial) == 12
+    assert len({line.get_color() for line in adversarial}) == 12  # no colour repeats
+    assert not plots.is_adversarial("recon_loss") and plots.is_adversarial("d_loss") and plots.is_adversarial("adv_loss")
