@@ -37,7 +37,7 @@ from evaluation.export import export_saved_model  # noqa: E402
 from evaluation.report import dataset_label, summary_table, write_report, write_tensorboard_results  # noqa: E402
 from evaluation.scoring import build_detector  # noqa: E402
 from models.config import ConfigError  # noqa: E402
-from models.registry import FLOOR_NAMES, MODEL_NAMES, ModelNotAvailableError, check_model_name  # noqa: E402
+from models.registry import FAMILIES, FLOOR_NAMES, MODEL_NAMES, ModelNotAvailableError, check_model_name  # noqa: E402
 from training.callbacks import TrainingDivergedError  # noqa: E402
 from training.losses import PerceptualWeightsError  # noqa: E402
 from training.distribution import STRATEGIES, make_strategy  # noqa: E402
@@ -129,7 +129,12 @@ def parse_args(argv=None):
 
 
 def model_names(value):
-    names = list(MODEL_NAMES) if value == "all" else [name.strip() for name in value.split(",") if name.strip()]
+    if value == "all":  # every model that exists; the planned ones are named, not silently dropped
+        missing = [name for name in MODEL_NAMES if name not in FAMILIES]
+        if missing:
+            print(f"--model all: skipping {len(missing)} model(s) not available yet: {', '.join(missing)}.")
+        return [name for name in MODEL_NAMES if name in FAMILIES]
+    names = [name.strip() for name in value.split(",") if name.strip()]
     for name in names:
         check_model_name(name)
     return names
@@ -291,10 +296,21 @@ def prepare_data(args):
             print(describe(collection, protocol_split(collection, config), config["protocol"]))
 
 
+def check_data_flags(args):
+    """Folders given to a dataset that does not read them would be ignored silently: refuse instead."""
+    if (args.normal_dir or args.abnormal_dir) and args.dataset != "folder":
+        raise ConfigError(f"--normal-dir/--abnormal-dir are read by --dataset folder only (this call has --dataset "
+                          f"{args.dataset}); add --dataset folder.")
+    if args.data_dir and args.dataset in ("phantom", "folder"):
+        raise ConfigError(f"--dataset {args.dataset} does not read --data-dir; name the dataset in that folder, "
+                          "e.g. --dataset brain_mri (or --dataset folder --normal-dir A --abnormal-dir B).")
+
+
 def main(argv=None):
     args = parse_args(argv)
     _cached_dataset.cache_clear()  # each call reads the folders as they are now
     try:
+        check_data_flags(args)
         if args.download or args.describe:
             prepare_data(args)
             return 0

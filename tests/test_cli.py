@@ -273,3 +273,21 @@ def test_the_same_command_gives_the_same_scores(tmp_path):
         assert run_experiments.main(["--profile", "smoke", "--no-floor", "--out", str(out)]) == 0
         scores.append([row["score"] for row in read_scores(only_run(out))])
     assert scores[0] == scores[1]
+
+
+@pytest.mark.parametrize("flags", [["--normal-dir", "a", "--abnormal-dir", "b"], ["--data-dir", "somewhere"],
+                                   ["--dataset", "brain_mri", "--normal-dir", "a"]])
+def test_folders_a_dataset_would_ignore_are_refused(flags, tmp_path, capsys):
+    """Without --dataset folder these flags used to train on the phantom and exit 0."""
+    assert run_experiments.main([*flags, "--profile", "smoke", "--out", str(tmp_path)]) == 2
+    assert "--dataset" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("config.json"))  # nothing ran
+
+
+def test_model_all_runs_what_exists_and_names_what_it_skips(capsys):
+    from models.registry import FAMILIES, MODEL_NAMES
+
+    names = run_experiments.model_names("all")
+    assert names == [name for name in MODEL_NAMES if name in FAMILIES] and {"improved_bigan", "pca"} <= set(names)
+    missing = [name for name in MODEL_NAMES if name not in FAMILIES]
+    assert (f"skipping {len(missing)} model(s)" in capsys.readouterr().out) == bool(missing)
