@@ -48,6 +48,9 @@ from training.runs import latest_unfinished_run, new_run_dir, set_state  # noqa:
 from training.trainer import compiled_model, fit  # noqa: E402
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+# With one validation normal the score's std is 0 and every score explodes (±2·10⁷ was seen); three is
+# the fewest that gives a spread at all (the smoke profile's 40-normal phantom has exactly three).
+MIN_VALIDATION_NORMALS = 3
 
 
 def positive_int(text):
@@ -185,6 +188,11 @@ def run(args, model, seed, category, strategy, named=True, floor=None, floor_var
         print(duplicates_line(collection.duplicates))
     if run_dir is None:
         split = protocol_split(collection, config)
+        if len(split.validation) < MIN_VALIDATION_NORMALS:
+            raise DatasetError(
+                f"Only {len(split.validation)} validation normal(s) after the split ({len(split.train)} training normals); "
+                f"the score's standardisation and the threshold need at least {MIN_VALIDATION_NORMALS}. Add normal "
+                "images (about 10 % of the training normals are held out for validation).")
         config = scale_to_data(config, len(split.train))
         if config["epoch_scale"] > 1:
             print(f"Small training set ({len(split.train)} images, {config['steps_per_epoch']} steps an epoch): epochs "

@@ -128,7 +128,7 @@ def test_model_keras_loads_with_safe_mode_and_scores_the_same(phantom_run):
 
 def write_image_folders(root):
     """Small normal/abnormal folders of real files (PNG and JPEG, L and RGB) plus a corrupt one."""
-    collection = make_phantom(24, 8, size=48, seed=1)
+    collection = make_phantom(40, 8, size=48, seed=1)  # 40 normals: 3 validation normals, the minimum
     for position, (image, label) in enumerate(zip(collection.images, collection.labels)):
         folder = root / ("abnormal" if label else "normal")
         folder.mkdir(parents=True, exist_ok=True)
@@ -291,3 +291,17 @@ def test_model_all_runs_what_exists_and_names_what_it_skips(capsys):
     assert names == [name for name in MODEL_NAMES if name in FAMILIES] and {"improved_bigan", "pca"} <= set(names)
     missing = [name for name in MODEL_NAMES if name not in FAMILIES]
     assert (f"skipping {len(missing)} model(s)" in capsys.readouterr().out) == bool(missing)
+
+
+def test_too_few_validation_normals_are_refused_before_training(tmp_path, capsys):
+    """12 normals leave 1 validation normal: its std of 0 made scores of ±2·10⁷ and AUROC 0 with exit 0."""
+    normal, abnormal = tmp_path / "normal", tmp_path / "abnormal"
+    phantom = make_phantom(12, 4, size=64, seed=0)
+    for folder, label in ((normal, 0), (abnormal, 1)):
+        folder.mkdir()
+        for index in np.flatnonzero(phantom.labels == label):
+            cv2.imwrite(str(folder / f"{index}.png"), phantom.images[index])
+    code = run_experiments.main(["--dataset", "folder", "--normal-dir", str(normal), "--abnormal-dir", str(abnormal),
+                                 "--profile", "smoke", "--no-floor", "--out", str(tmp_path / "runs")])
+    assert code == 2 and "validation normal" in capsys.readouterr().err
+    assert not list((tmp_path / "runs").rglob("config.json"))
