@@ -184,7 +184,7 @@ def test_download_failures_are_one_clear_message(tmp_path, monkeypatch):
 
 def test_a_chest_run_splits_by_cae_d_gan_before_training(tmp_path, monkeypatch):
     """The run's split.json for a file layout with its default protocol; training is cut short (it has its own tests)."""
-    for split, sizes in (("train", (10, 3, 5)), ("test", (6, 2, 2))):
+    for split, sizes in (("train", (36, 3, 5)), ("test", (24, 2, 2))):  # 60 normals: 30 train, 3 of them validation
         for name, n in zip(("NORMAL", "COVID19", "PNEUMONIA"), sizes):
             write_pngs(tmp_path / "Data" / split / name, n)
 
@@ -197,9 +197,9 @@ def test_a_chest_run_splits_by_cae_d_gan_before_training(tmp_path, monkeypatch):
     assert run_experiments.main(argv) == run_experiments.EXIT_INTERRUPTED
     split = json.loads(next(out.glob("chest_xray_2/improved_bigan/*/split.json")).read_text())
     assert split["protocol"] == "cae_d_gan" and list(split["test_sets"]) == ["25", "50", "75", "100"]
-    assert len(split["train"]) + len(split["validation"]) == 8 and split["test"] == split["test_sets"]["100"]
+    assert len(split["train"]) + len(split["validation"]) == 30 and split["test"] == split["test_sets"]["100"]
     normals = [{e["path"] for e in entries if e["label"] == 0} for entries in split["test_sets"].values()]
-    assert all(n == normals[0] for n in normals) and len(normals[0]) == 8
+    assert all(n == normals[0] for n in normals) and len(normals[0]) == 30
     assert [sum(e["label"] for e in entries) for entries in split["test_sets"].values()] == [3, 6, 9, 12]
     training = {e["path"] for part in ("train", "validation") for e in split[part]}
     assert not training & {e["path"] for e in split["test"]}
