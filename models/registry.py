@@ -3,7 +3,8 @@
 A family module provides PRESETS (architectures: paper / quick / tiny), TRAINING (settings per
 run profile, each naming its preset), TRAINING_COMMON, validate_architecture(config) and a
 keras.Model class implementing configure / make_schedule / checkpoint_items / score_pairs /
-train_step, which is all the trainer, the detector and the export rely on. The classical floors
+finish_training / train_step, which is all the trainer, the detector and the export rely on;
+optionally a class attribute `score_variants` (extra score variants built on its extra terms). The classical floors
 (models/floors.py) share one module, so each is registered with a namespace holding those settings;
 they learn in one pass (fit_normals) instead of train_step.
 """
