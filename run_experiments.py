@@ -14,7 +14,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from data.describe import describe, duplicates_line  # noqa: E402
 from data.download import download  # noqa: E402
@@ -45,7 +44,7 @@ from training.profiles import (  # noqa: E402
     COMMON, OVERRIDABLE, PROFILE_NAMES, applicable_overrides, resolve_config, scale_to_data,
 )
 from training.runs import latest_unfinished_run, new_run_dir, set_state  # noqa: E402
-from training.trainer import compiled_model, fit  # noqa: E402
+from training.trainer import compiled_model, fit, set_determinism  # noqa: E402
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 # With one validation normal the score's std is 0 and every score explodes (±2·10⁷ was seen); three is
@@ -178,8 +177,7 @@ def run(args, model, seed, category, strategy, named=True, floor=None, floor_var
     elif args.resume:
         print(f"No unfinished {model} run on {args.dataset} under {args.out}/; starting a new run.")
 
-    if config["deterministic"]:
-        tf.config.experimental.enable_op_determinism()
+    set_determinism(config)  # before any dataset is built: tf.data's parallel maps follow it
     keras.utils.set_random_seed(config["seed"])
     collection = load_collection(args, config)
     if collection.skipped:

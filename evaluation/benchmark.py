@@ -46,6 +46,7 @@ def peak_memory_mb():
 def benchmark(model_name, preset, batch_size, image_size, steps, perceptual_weights, mixed_precision=False, xla="auto"):
     overrides = {"perceptual_weights": perceptual_weights} if perceptual_weights else {}
     config = resolve_config(model_name, "phantom", "paper", batch_size=batch_size, mixed_precision=mixed_precision,
+                            deterministic=False,  # a speed measurement; also lets --xla on compile
                             xla=xla, **overrides)
     config["architecture"] = architecture(model_name, preset, image_size=image_size)
     model = compiled_model(config)

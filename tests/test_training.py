@@ -11,6 +11,7 @@ from evaluation.export import export_saved_model
 from evaluation.scoring import build_detector
 from training.callbacks import TrainingDivergedError
 from training.checkpoints import TrainingCheckpoint
+from models.config import ConfigError
 from training.profiles import resolve_config
 from training.trainer import compiled_model, fit
 
@@ -55,7 +56,13 @@ def test_restored_checkpoint_holds_weights_and_optimizer_state(tmp_path, fixed_b
 
 @pytest.mark.parametrize("xla, expected", [("on", True), ("off", False)])
 def test_xla_setting_reaches_the_compiled_train_step(xla, expected):
-    assert compiled_model(resolve_config("improved_bigan", "phantom", "smoke", xla=xla)).jit_compile is expected
+    config = resolve_config("improved_bigan", "phantom", "smoke", xla=xla, deterministic=False)
+    assert compiled_model(config).jit_compile is expected
+
+
+def test_xla_on_with_op_determinism_is_refused_not_silently_dropped():
+    with pytest.raises(ConfigError, match="--xla on needs --nondeterministic"):
+        resolve_config("improved_bigan", "phantom", "smoke", xla="on")
 
 
 @pytest.fixture

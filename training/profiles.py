@@ -68,6 +68,8 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
     config["architecture"] = architecture(
         model, config["preset"], **{key: given[key] for key in _ARCHITECTURE_KEYS if key in given}
     )
+    if config["xla"] == "on" and config["deterministic"]:
+        raise ConfigError("--xla on needs --nondeterministic: Keras turns XLA off under TensorFlow's op determinism.")
     variants = score_variant_names(model)
     if config["score"] not in variants:
         raise ConfigError(f"--score {config['score']} does not apply to {model}; choose one of {variants}.")

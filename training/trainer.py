@@ -1,6 +1,8 @@
 """Build, compile and fit any registered model from a resolved config, with checkpoints and resume."""
 
 import keras
+import tensorflow as tf
+from tensorflow.python.framework import config as tf_config
 
 from models.registry import build_model
 from training.callbacks import EpochHistory, StopOnNonFinite, TensorBoardLogger
@@ -11,14 +13,27 @@ def compiled_model(config):
     """The model with its optimizers and losses (model.configure); may raise PerceptualWeightsError.
 
     Sets Keras' global dtype policy for the networks built here: mixed_bfloat16 with
-    config["mixed_precision"], else float32 (so one process can run both kinds in turn).
+    config["mixed_precision"], else float32, and TensorFlow's op determinism as the config says
+    (so one process can run both kinds in turn).
     """
     keras.config.set_dtype_policy(dtype_policy(config))
+    set_determinism(config)
     model = build_model(config["model"], config["architecture"])
     model.configure(config)
     if config["xla"] != "auto":
         model.jit_compile = config["xla"] == "on"
     return model
+
+
+def set_determinism(config):
+    """TensorFlow op determinism on or off for this run (a process-wide switch, so set for every run).
+
+    Keras turns XLA off while it is on (resolve_config refuses --xla on with it).
+    """
+    if config.get("deterministic", False):
+        tf.config.experimental.enable_op_determinism()
+    else:
+        tf_config.disable_op_determinism()  # TF's counterpart of the public enable (Keras' own tests use it)
 
 
 def dtype_policy(config):
