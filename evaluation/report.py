@@ -204,13 +204,13 @@ def report_rows(results):
         intervals = np.array([run_auroc_interval(run_dir) for _, _, run_dir in runs])
         row["auroc_ci95_low"], row["auroc_ci95_high"] = (
             (float("nan"),) * 2 if np.isnan(intervals).all() else np.nanmean(intervals, axis=0).tolist())
-        rows.append(row)
-    _add_better_floor(rows)
-    for row, (_, runs) in zip(rows, groups.items()):
+        # The floors under this model's own score, as its runs recorded them (metrics.json: floor_same_score).
         same = {name: np.mean([m["floor_same_score"][name] for _, m, _ in runs]) for name in FLOOR_NAMES
                 if all(name in m.get("floor_same_score", {}) for _, m, _ in runs)}
         best = max(same, key=same.get) if same else ""
         row["same_score_floor"], row["same_score_floor_auroc"] = best, same.get(best, float("nan"))
+        rows.append(row)
+    _add_better_floor(rows)
     return rows
 
 

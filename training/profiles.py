@@ -9,7 +9,7 @@ import math
 
 from data.protocols import default_protocol
 from models.config import ConfigError
-from evaluation.scoring import COMMON_VARIANTS
+from evaluation.scoring import score_variants
 from models.registry import FAMILIES, architecture, family
 
 PROFILE_NAMES = ("paper", "quick", "smoke")
@@ -77,8 +77,8 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
 
 
 def score_variant_names(model):
-    """The score variants a model supports (evaluation.scoring.COMMON_VARIANTS and the family's own)."""
-    return sorted({*COMMON_VARIANTS, *getattr(FAMILIES[model].model_class, "score_variants", {})})
+    """The score variants a model supports (evaluation.scoring's common ones and the family's own)."""
+    return sorted(score_variants(FAMILIES[model].model_class))
 
 
 def scale_to_data(config, train_size):
