@@ -15,7 +15,7 @@ import tensorflow as tf
 from keras import layers
 
 from models.config import ConfigError
-from models.layers import OUTPUT_DTYPE, conv_act, conv_block, magnify_block, multi_kernel_block, residual_block, rrdb
+from models.layers import OUTPUT_DTYPE, conv_act, conv_block, image_output, magnify_block, multi_kernel_block, residual_block, rrdb
 from training.distribution import replica_gradients
 from training.losses import hinge_discriminator_loss, hinge_generator_loss
 from training.schedule import SinglePhaseSchedule
@@ -145,10 +145,7 @@ def build_cae_decoder(config):
     for index, width in enumerate(reversed(filters[:-1])):
         x = layers.Conv2DTranspose(width, 4, strides=2, padding="same", name=f"dec{index}_deconv")(x)
         x = layers.LeakyReLU(0.2, name=f"dec{index}_act")(x)
-    images = layers.Conv2DTranspose(
-        config["channels"], 4, strides=2, padding="same", activation="tanh", name="image", dtype=OUTPUT_DTYPE
-    )(x)
-    return keras.Model(code, images, name="cae_decoder")
+    return keras.Model(code, image_output(x, config["channels"]), name="cae_decoder")
 
 
 def _build_generator(config, width, trunk, name):

@@ -11,7 +11,7 @@ import tensorflow as tf
 from keras import layers
 
 from models.config import ConfigError
-from models.layers import OUTPUT_DTYPE, conv_block, up_block
+from models.layers import OUTPUT_DTYPE, conv_block, image_output, up_block
 from training.batchnorm import precise_batchnorm
 from training.distribution import replica_gradients
 from training.losses import ReconstructionLoss, bigan_losses, build_perceptual_extractor
@@ -90,10 +90,7 @@ def build_generator(config):
     x = layers.LeakyReLU(0.2, name="project_act")(x)
     for index, width in enumerate(reversed(filters[:-1])):
         x = up_block(x, width, f"up{index}", se_ratio=config["se_ratio"])
-    images = layers.Conv2DTranspose(
-        config["channels"], 4, strides=2, padding="same", activation="tanh", name="image", dtype=OUTPUT_DTYPE
-    )(x)
-    return keras.Model(latent, images, name="generator")
+    return keras.Model(latent, image_output(x, config["channels"]), name="generator")
 
 
 def build_discriminator(config):

@@ -52,14 +52,68 @@ def conv_block(x, filters, name, strides=2, kernel_size=4, batch_norm=True, atte
     return x
 
 
+def deconv_block(x, filters, name):
+    """Transposed conv (x2) -> BatchNorm -> LeakyReLU(0.2): the decoder/generator up-sampling unit."""
+    x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False, name=f"{name}_deconv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.LeakyReLU(0.2, name=f"{name}_act")(x)
+
+
+def conv_encoder(config, outputs, condition_units=0, name="encoder"):
+    """Image [S, S, C] (and an optional condition vector) -> one Dense output per entry of `outputs`.
+
+    Strided conv blocks over config["filters"], flattened; a condition, when given, joins the
+    flattened features (a conditional VAE's q(z | x, c)). `outputs` maps output names to units,
+    e.g. {"code": 64} for an autoencoder or {"mean": 64, "log_variance": 64} for a VAE.
+    """
+    size, channels = config["image_size"], config["channels"]
+    images = keras.Input((size, size, channels), name="image")
+    x = images
+    for index, filters in enumerate(config["filters"]):
+        x = conv_block(x, filters, f"enc{index}")
+    x = layers.Flatten(name="features")(x)
+    inputs = [images]
+    if condition_units:
+        inputs.append(keras.Input((condition_units,), name="condition"))
+        x = layers.Concatenate(name="features_condition")([x, inputs[1]])
+    results = [layers.Dense(units, name=output, dtype=OUTPUT_DTYPE)(x) for output, units in outputs.items()]
+    return keras.Model(inputs if condition_units else images, results if len(results) > 1 else results[0], name=name)
+
+
+def conv_decoder(config, code_units, condition_units=0, name="decoder"):
+    """Code vector (and an optional condition) -> image in [-1, 1]: the mirror of `conv_encoder`.
+
+    Dense to the bottleneck, transposed-conv blocks back up, tanh output (images are scaled to [-1, 1]).
+    """
+    filters = config["filters"]
+    base = config["image_size"] // 2 ** len(filters)
+    code = keras.Input((code_units,), name="code")
+    inputs, x = [code], code
+    if condition_units:
+        inputs.append(keras.Input((condition_units,), name="condition"))
+        x = layers.Concatenate(name="code_condition")(inputs)
+    x = layers.Dense(base * base * filters[-1], use_bias=False, name="project")(x)
+    x = layers.Reshape((base, base, filters[-1]), name="bottleneck")(x)
+    x = layers.BatchNormalization(name="project_bn")(x)
+    x = layers.LeakyReLU(0.2, name="project_act")(x)
+    for index, width in enumerate(reversed(filters[:-1])):
+        x = deconv_block(x, width, f"up{index}")
+    images = image_output(x, config["channels"])
+    return keras.Model(inputs if condition_units else code, images, name=name)
+
+
+def image_output(x, channels):
+    """The last x2 transposed conv to the image's channels, tanh: every decoder ends here."""
+    return layers.Conv2DTranspose(channels, 4, strides=2, padding="same", activation="tanh", name="image",
+                                  dtype=OUTPUT_DTYPE)(x)
+
+
 def up_block(x, filters, name, se_ratio=8):
     """Transposed conv (x2) then an SE-refined 3x3 conv added back residually (Improved BiGAN Fig. 3).
 
     The residual Add keeps the up-sampled features flowing while the attention branch refines them.
     """
-    x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False, name=f"{name}_deconv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
-    x = layers.LeakyReLU(0.2, name=f"{name}_act")(x)
+    x = deconv_block(x, filters, name)
     refined = conv_block(x, filters, f"{name}_refine", strides=1, kernel_size=3, attention=True, se_ratio=se_ratio)
     return layers.Add(name=f"{name}_residual")([x, refined])
 

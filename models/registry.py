@@ -6,12 +6,13 @@ keras.Model class implementing configure / make_schedule / checkpoint_items / sc
 finish_training / train_step, which is all the trainer, the detector and the export rely on;
 optionally a class attribute `score_variants` (extra score variants built on its extra terms). The classical floors
 (models/floors.py) share one module, so each is registered with a namespace holding those settings;
-they learn in one pass (fit_normals) instead of train_step.
+they learn in one pass (fit_normals) instead of train_step. The autoencoder baselines (autoencoders.py,
+vae.py, vq_vae.py) are registered the same way: one namespace per model over shared presets and schedule.
 """
 
 import types
 
-from models import cae_d_gan, floors, improved_bigan
+from models import autoencoders, cae_d_gan, floors, improved_bigan, vae, vq_vae
 from models.config import ConfigError
 
 # Every model of SPEC §2, in the order of the papers' tables, then the classical floors.
@@ -22,6 +23,12 @@ MODEL_NAMES = (
 )
 FAMILIES = {
     "improved_bigan": types.SimpleNamespace(module=improved_bigan, model_class=improved_bigan.ImprovedBiGAN),
+    "fcae": types.SimpleNamespace(module=autoencoders.FCAE_FAMILY, model_class=autoencoders.FCAutoencoder),
+    "cae": types.SimpleNamespace(module=autoencoders.CAE_FAMILY, model_class=autoencoders.ConvAutoencoder),
+    "vae": types.SimpleNamespace(module=vae.VAE_FAMILY, model_class=vae.VAE),
+    "beta_vae": types.SimpleNamespace(module=vae.BETA_VAE_FAMILY, model_class=vae.VAE),
+    "cvae": types.SimpleNamespace(module=vae.CVAE_FAMILY, model_class=vae.ConditionalVAE),
+    "vq_vae": types.SimpleNamespace(module=vq_vae.VQ_VAE_FAMILY, model_class=vq_vae.VQVAE),
     "cae_d_gan": types.SimpleNamespace(module=cae_d_gan, model_class=cae_d_gan.CAEDGAN),
     "pca": types.SimpleNamespace(module=floors.PCA_FAMILY, model_class=floors.PCAFloor),
     "knn": types.SimpleNamespace(module=floors.KNN_FAMILY, model_class=floors.KNNFloor),
@@ -59,4 +66,4 @@ def architecture(name, preset, **overrides):
 
 def build_model(name, architecture_config):
     check_model_name(name)
-    return FAMILIES[name].model_class(architecture_config)
+    return FAMILIES[name].model_class(architecture_config, name=name)

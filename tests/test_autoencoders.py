@@ -1,0 +1,118 @@
+"""The six autoencoder baselines: each network learns in its step, the loss falls, saving, scoring, export."""
+
+import csv
+import json
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import run_experiments
+from data.phantom import make_phantom
+from models.registry import build_model
+from models.vae import ConditionalVAE, kl_divergence, squared_error
+from training.profiles import DATA, resolve_config
+
+MODELS = ("fcae", "cae", "vae", "beta_vae", "cvae", "vq_vae")
+
+
+def tiny_model(name):
+    config = resolve_config(name, "phantom", "smoke")
+    model = build_model(name, config["architecture"])
+    model.configure(config)
+    return model
+
+
+def networks(model):
+    """Every part with weights of its own (encoder, decoder, a VQ-VAE's codebook)."""
+    return {name: item for name, item in model.checkpoint_items().items() if isinstance(item, keras.layers.Layer)}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_step_updates_every_network_and_the_loss_falls(name, fixed_batch):
+    model = tiny_model(name)
+    before = {part: [np.array(w) for w in network.trainable_weights] for part, network in networks(model).items()}
+    assert set(before) >= {"encoder", "decoder"}
+    first = float(model.train_step(tf.constant(fixed_batch))["loss"])
+    for part, network in networks(model).items():
+        moved = [not np.allclose(old, new) for old, new in zip(before[part], network.trainable_weights)]
+        assert any(moved), f"{name}: {part} did not change in a step"
+    for _ in range(40):
+        model.train_step(tf.constant(fixed_batch))
+    model.trackers["loss"].reset_state()
+    last = float(model.train_step(tf.constant(fixed_batch))["loss"])
+    assert last < 0.8 * first, (name, first, last)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_saves_and_loads_with_safe_mode(name, fixed_batch, tmp_path):
+    model = tiny_model(name)
+    model.train_step(tf.constant(fixed_batch))
+    model.finish_training(tf.data.Dataset.from_tensor_slices(fixed_batch).batch(4))
+    model.save(tmp_path / f"{name}.keras")
+    restored = keras.saving.load_model(tmp_path / f"{name}.keras", safe_mode=True)
+    images = keras.ops.convert_to_tensor(fixed_batch)
+    np.testing.assert_allclose(restored(images), model(images), atol=1e-5)
+    original, reloaded = model.score_pairs(images)[name], restored.score_pairs(images)[name]
+    for term in original[2] if len(original) > 2 else {}:
+        np.testing.assert_allclose(reloaded[2][term], original[2][term], rtol=1e-5, atol=1e-5)
+
+
+def test_vae_scores_use_the_posterior_mean_and_the_elbo(fixed_batch):
+    model = tiny_model("beta_vae")
+    images = keras.ops.convert_to_tensor(fixed_batch)
+    reference, reconstruction, terms = model.score_pairs(images)["beta_vae"]
+    mean, log_variance = model.encoder(images)
+    np.testing.assert_allclose(reconstruction, model.decoder(mean), atol=1e-6)  # no sampling at test time
+    np.testing.assert_allclose(model(images), model(images), atol=0)
+    kl = kl_divergence(mean, log_variance)
+    assert model.config["beta"] == 4.0 and np.all(np.asarray(kl) >= 0)
+    np.testing.assert_allclose(terms["neg_elbo"], squared_error(images, reconstruction) + 4.0 * kl, rtol=1e-5)
+
+
+def test_cvae_cuts_the_image_into_positioned_patches_and_puts_them_back(fixed_batch):
+    model = tiny_model("cvae")
+    assert isinstance(model, ConditionalVAE)
+    images = keras.ops.convert_to_tensor(fixed_batch)
+    patches, positions = model.encoder_inputs(images)
+    grid = model.config["patch_grid"]
+    assert patches.shape == (len(fixed_batch) * grid**2, 32 // grid, 32 // grid, 1)
+    np.testing.assert_array_equal(patches[1], fixed_batch[0, : 32 // grid, 32 // grid: 2 * 32 // grid])  # row-major
+    np.testing.assert_array_equal(np.argmax(positions, axis=1), np.tile(np.arange(grid**2), len(fixed_batch)))
+    np.testing.assert_array_equal(model.to_image(patches), fixed_batch)
+
+
+def test_vq_vae_reconstructs_from_codebook_entries_only(fixed_batch):
+    model = tiny_model("vq_vae")
+    images = keras.ops.convert_to_tensor(fixed_batch)
+    quantized = np.asarray(model.code(images)).reshape(-1, model.config["code_dim"])
+    codebook = np.asarray(model.quantizer.codebook)
+    assert np.min(np.abs(quantized[:, None] - codebook[None]).sum(-1), axis=1).max() == 0.0
+    assert 1.0 <= float(model.train_step(tf.constant(fixed_batch))["perplexity"]) <= model.config["codes"]
+
+
+@pytest.fixture(scope="module")
+def baseline_runs(tmp_path_factory):
+    """One smoke call training all six on the phantom (no floors): {model: run dir}."""
+    out = tmp_path_factory.mktemp("runs")
+    assert run_experiments.main(["--model", ",".join(MODELS), "--profile", "smoke", "--no-floor", "--out", str(out)]) == 0
+    runs = {json.loads(path.read_text())["model"]: path.parent for path in pathlib.Path(out).glob("*/*/*/config.json")}
+    assert set(runs) == set(MODELS)
+    return runs
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_saved_model_reproduces_scores_csv(baseline_runs, name):
+    run_dir = baseline_runs[name]
+    serving = tf.saved_model.load(str(run_dir / "saved_model")).signatures["serving_default"]
+    collection = make_phantom(DATA["smoke"]["phantom_normals"], DATA["smoke"]["phantom_abnormals"], seed=0)
+    index = {identifier: position for position, identifier in enumerate(collection.ids)}
+    with open(run_dir / "scores.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    images = np.stack([collection.images[index[row["path"]]] for row in rows])[..., None]
+    np.testing.assert_allclose(serving(images=tf.constant(images))["score"].numpy(),
+                               [float(row["score"]) for row in rows], rtol=1e-3, atol=1e-3)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 0.0 <= metrics["auroc"] <= 1.0 and set(metrics["score_variants"]) >= {"mse", "error_zmax"}
