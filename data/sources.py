@@ -28,6 +28,8 @@ CATEGORY_DATASETS = ("mvtec_ad", "plant_village")
 SOURCES = ("local", "tfds")
 _SCAN_THREADS = min(8, 2 * (os.cpu_count() or 1))  # twice the cores: decoding releases the GIL, Python glue does not
 _FOLDER_FLAGS = {0: "--normal-dir", 1: "--abnormal-dir"}
+# ImageCollection fields with one entry per image, which dropping an image must shorten.
+_PER_IMAGE = ("ids", "labels", "images", "masks", "classes", "native_split", "mask_paths", "file_info")
 
 
 @dataclasses.dataclass
@@ -49,6 +51,7 @@ class ImageCollection:
     # "decoder", "reduction"} (data.decode.inspect_image); None for in-memory sources.
     file_info: list[dict] | None = None
     groups: np.ndarray | None = None  # int64 [N] duplicate group; a group stays in one split. None: all distinct
+    exact_groups: np.ndarray | None = None  # int64 [N] exact-copy group (same decoded pixels); None: not checked
     duplicates: dict | None = None  # duplicate counts (data.duplicates.find_duplicates), for split.json
 
     def __len__(self) -> int:
@@ -265,8 +268,6 @@ def _collect(class_dirs: list[tuple[pathlib.Path, int]]) -> ImageCollection:
     Every file left out is listed in `skipped` with its reason: not an image, unusable, or an
     exact copy that carries both labels (data.duplicates).
     """
-    from data.duplicates import find_duplicates  # deferred with scan_files
-
     files, skipped = [], []
     for folder, label in class_dirs:
         found, left_out = list_image_files(folder)
@@ -279,17 +280,33 @@ def _collect(class_dirs: list[tuple[pathlib.Path, int]]) -> ImageCollection:
         else:
             usable.append((path, label, *scanned))
     ids, labels, infos, fingerprints = (list(column) for column in zip(*usable)) if usable else ([],) * 4
-    duplicates = find_duplicates(fingerprints, labels)
-    skipped += [
+    collection = ImageCollection(ids=ids, labels=np.array(labels, dtype=np.int64), skipped=skipped, file_info=infos)
+    return with_duplicates(collection, fingerprints)
+
+
+def with_duplicates(collection: ImageCollection, fingerprints: list) -> ImageCollection:
+    """The collection with its duplicate groups (data.duplicates), less the exact copies labelled both ways.
+
+    The dropped copies join `skipped` with the copy that carries the other label.
+    """
+    from data.duplicates import find_duplicates  # deferred with scan_files
+
+    duplicates = find_duplicates(fingerprints, collection.labels)
+    ids = collection.ids
+    conflicts = [
         {"path": ids[i], "reason": f"exact duplicate present as both normal and abnormal ({ids[other]})"}
         for i, other in duplicates.dropped.items()
     ]
-    kept = [i for i in range(len(ids)) if i not in duplicates.dropped]
-    return ImageCollection(
-        ids=[ids[i] for i in kept],
-        labels=np.array([labels[i] for i in kept], dtype=np.int64),
-        skipped=sorted(skipped, key=lambda entry: entry["path"]),
-        file_info=[infos[i] for i in kept],
+    kept = [i for i in range(len(collection)) if i not in duplicates.dropped]
+    per_image = {
+        field: [value[i] for i in kept] if isinstance(value, list) else value[kept]
+        for field in _PER_IMAGE if (value := getattr(collection, field)) is not None
+    }
+    return dataclasses.replace(
+        collection,
+        **per_image,
+        skipped=sorted(collection.skipped + conflicts, key=lambda entry: entry["path"]),
         groups=duplicates.groups,
+        exact_groups=duplicates.exact,
         duplicates=duplicates.counts,
     )
