@@ -76,6 +76,11 @@ def _protocol_lines(collection: ImageCollection, split: Split, protocol: str) ->
     if split.not_used:
         lines.append(f"  left out by the protocol: {len(split.not_used):,} (listed under 'not_used' in split.json)")
         lines += [f"    {reason}: {count:,}" for reason, count in collections.Counter(split.not_used.values()).items()]
+    if len(split.near_duplicates_of_test):
+        lines.append(
+            f"  kept in training although near duplicates of test images (the dataset's own split stays whole): "
+            f"{len(split.near_duplicates_of_test):,} (listed under 'near_duplicates_of_test' in split.json)"
+        )
     return lines
 
 
