@@ -2,7 +2,8 @@
 
 Layout as published: <category>/train/good/, <category>/test/{good,<defect>}/ and
 <category>/ground_truth/<defect>/<image>_mask.png. Any folder laid out like that counts as a
-category, so MVTec-style data of one's own loads the same way.
+category, so MVTec-style data of one's own loads the same way; --data-dir pointing at one such
+folder is read as the category asked for, whatever the folder is called.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def load_mvtec(root: pathlib.Path | None, category: str | None) -> ImageCollecti
             f"mvtec_ad needs --category NAME or --category all; found under '{root}': {', '.join(sorted(found))}."
         )
     folder = found.get(category.lower())
+    if folder is None and _is_category(root) and root.name.lower() not in CATEGORIES:
+        folder = root  # one category folder the user renamed; a folder named after another category is refused
     if folder is None:
         raise DatasetError(
             f"No MVTec AD category '{category}' under '{root}'; found: {', '.join(sorted(found))}. "

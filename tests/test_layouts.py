@@ -3,6 +3,7 @@
 import collections
 import importlib.machinery
 import pathlib
+import shutil
 import sys
 import types
 
@@ -87,6 +88,15 @@ def test_mvtec_categories_and_category_errors(mvtec_root):
         load_dataset("mvtec_ad", data_dir=str(mvtec_root))
     with pytest.raises(DatasetError, match="No MVTec AD category 'screw'.*found: bottle, grid"):
         load_dataset("mvtec_ad", data_dir=str(mvtec_root), category="screw")
+
+
+def test_mvtec_data_dir_at_one_renamed_category_folder(mvtec_root, tmp_path):
+    renamed = tmp_path / "my bottles"
+    shutil.copytree(mvtec_root / "bottle", renamed)
+    bottle = load_dataset("mvtec_ad", data_dir=str(renamed), category="bottle")
+    assert bottle.root == str(renamed) and len(bottle) == 9 and sum(path is not None for path in bottle.mask_paths) == 2
+    with pytest.raises(DatasetError, match="No MVTec AD category 'bottle'.*found: grid"):  # named after another one
+        load_dataset("mvtec_ad", data_dir=str(mvtec_root / "grid"), category="bottle")
 
 
 def test_mvtec_half_layout_names_what_is_missing(tmp_path):
