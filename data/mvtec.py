@@ -16,6 +16,7 @@ from data.sources import (
     DatasetError,
     ImageCollection,
     collect_class_folders,
+    reason_lines,
 )
 
 CATEGORIES = (
@@ -55,10 +56,10 @@ def load_mvtec(root: pathlib.Path | None, category: str | None) -> ImageCollecti
     folders = [ClassFolder(folder / "train" / "good", 0, "good", "train"), *test]
     collection = collect_class_folders(folders, "mvtec_ad", folder)
     if not collection.labels.any() or not (collection.native_split == "train").any():
-        raise DatasetError(
-            f"The MVTec AD category '{folder}' has no usable training or no usable defect images "
-            f"({len(collection.skipped)} files skipped). {_EXPECTED}"
-        )
+        raise DatasetError("\n".join([
+            f"The MVTec AD category '{folder}' has no usable training or no usable defect images. {_EXPECTED}",
+            *reason_lines("Skipped", collection.skipped),
+        ]))
     collection.mask_paths = [
         _mask_path(folder, pathlib.Path(path), name) if label else None
         for path, label, name in zip(collection.ids, collection.labels, collection.classes)

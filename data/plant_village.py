@@ -60,8 +60,8 @@ def load_plant_village(root: pathlib.Path | None, category: str | None) -> Image
     chosen = _select(folders, category, lambda folder: folder.name)
     collection = collect_class_folders(chosen, "plant_village", base)
     return with_both_labels(collection, lambda missing: (
-        f"No usable {('healthy', 'diseased')[missing]} leaves of {category or 'any species'} under '{base}' "
-        f"({len(collection.skipped)} files skipped). {_EXPECTED}"
+        f"No usable {('healthy', 'diseased')[missing]} leaves of {category or 'any species'} under '{base}'. "
+        f"{_EXPECTED}"
     ))
 
 
