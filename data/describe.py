@@ -118,4 +118,6 @@ def duplicates_line(duplicates: dict | None) -> str | None:
         f"{duplicates['near_groups']} near groups ({duplicates['near_images']} images), "
         f"{duplicates['mixed_label_groups']} groups mixing normal and abnormal, "
         f"{duplicates['dropped_conflicting']} exact copies labelled both ways dropped; each group stays in one split"
+        + (f" ({across} near pairs fall in different groups: a group keeps only images near its first)"
+           if (across := duplicates.get("near_pairs_across_groups")) else "")
     )

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from data.describe import duplicates_line
 from data.duplicates import NEAR_DUPLICATE_BITS, _near_pairs, find_duplicates
 from data.protocols import paper_split, split_to_json
 from data.sources import load_dataset
@@ -107,6 +108,7 @@ def test_a_chain_of_near_images_is_cut_where_it_leaves_its_first_image():
     result = find_duplicates(fingerprints(chain), np.zeros(6))
     assert result.groups.tolist() == [0, 0, 1, 1, 2, 2]
     assert result.counts["near_pairs_across_groups"] == 2  # (1, 2) and (3, 4): near, reported, not grouped
+    assert "(2 near pairs fall in different groups" in duplicates_line(result.counts)
 
 
 def test_blocked_search_finds_exactly_the_brute_force_pairs():
