@@ -10,9 +10,8 @@ from __future__ import annotations
 import collections
 
 from data.protocols import Split
-from data.sources import ImageCollection
+from data.sources import ImageCollection, reason_lines
 
-_EXAMPLES = 3  # paths shown per reason
 _MOST_COMMON = 5  # sizes and modes listed before "... and N more"
 _KIND = {0: "normal", 1: "abnormal"}
 _SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
@@ -30,8 +29,8 @@ def describe(collection: ImageCollection, split: Split, protocol: str) -> str:
         "Per class folder:",
         *_class_counts(collection),
         *_protocol_lines(collection, split, protocol),
-        *_reasons("Not used on purpose", collection.not_used),
-        *_reasons("Skipped", collection.skipped),
+        *reason_lines("Not used on purpose", collection.not_used),
+        *reason_lines("Skipped", collection.skipped),
         *_file_info_lines(collection.file_info, collection),  # set by the file checks, where run
         duplicates_line(collection.duplicates) or (
             "Duplicates: not checked (generated or in-memory data)" if collection.duplicates is None
@@ -76,19 +75,11 @@ def _protocol_lines(collection: ImageCollection, split: Split, protocol: str) ->
     if split.not_used:
         lines.append(f"  left out by the protocol: {len(split.not_used):,} (listed under 'not_used' in split.json)")
         lines += [f"    {reason}: {count:,}" for reason, count in collections.Counter(split.not_used.values()).items()]
-    return lines
-
-
-def _reasons(title: str, entries: list[dict]) -> list[str]:
-    """Count per reason, with the first few paths."""
-    if not entries:
-        return [f"{title}: none"]
-    by_reason: dict[str, list[str]] = collections.defaultdict(list)
-    for entry in entries:
-        by_reason[entry["reason"]].append(entry["path"])
-    lines = [f"{title}: {len(entries):,}"]
-    for reason, paths in by_reason.items():
-        lines.append(f"  {reason}: {len(paths):,}, e.g. {', '.join(paths[:_EXAMPLES])}")
+    if len(split.near_duplicates_of_test):
+        lines.append(
+            f"  kept in training although near duplicates of test images (the dataset's own split stays whole): "
+            f"{len(split.near_duplicates_of_test):,} (listed under 'near_duplicates_of_test' in split.json)"
+        )
     return lines
 
 
@@ -127,4 +118,6 @@ def duplicates_line(duplicates: dict | None) -> str | None:
         f"{duplicates['near_groups']} near groups ({duplicates['near_images']} images), "
         f"{duplicates['mixed_label_groups']} groups mixing normal and abnormal, "
         f"{duplicates['dropped_conflicting']} exact copies labelled both ways dropped; each group stays in one split"
+        + (f" ({across} near pairs fall in different groups: a group keeps only images near its first)"
+           if (across := duplicates.get("near_pairs_across_groups")) else "")
     )

@@ -3,9 +3,11 @@
 Public datasets hold copies: the same scan saved twice, re-encoded, resized or brightened. A
 copy in train and another in test inflates every metric. Exact duplicates have the same decoded
 pixels; near-duplicates have perceptual hashes (pHash, 256 bits) within NEAR_DUPLICATE_BITS
-bits. Both join one group (connected components, so groups are transitive) that the splits keep
-in one part. An exact copy labelled both normal and abnormal cannot be right either way: all its
-copies are dropped and reported.
+bits. Both join one group that the splits keep in one part. A near group is a leader's: every
+member is within NEAR_DUPLICATE_BITS of the group's first image, so a chain of similar images
+(A near B, B near C, ...) cannot grow one group across images as different as random pairs;
+exact copies always share a group. An exact copy labelled both normal and abnormal cannot be
+right either way: all its copies are dropped and reported.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ import hashlib
 
 import cv2
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse import csr_matrix
 
 # pHash of HASH_SIDE x HASH_SIDE DCT frequencies: 256 bits. 64 bits (8x8, the common choice)
 # cannot tell apart slices that all look alike: 1 in 6000 pairs of distinct phantom slices came
@@ -33,6 +34,7 @@ _BLOCK = 64  # rows of the distance matrix computed at once: 10 MB temporaries a
 @dataclasses.dataclass
 class Duplicates:
     groups: np.ndarray  # int64 [N kept]: duplicate-group id per kept image, 0..G-1
+    exact: np.ndarray  # int64 [N kept]: exact-copy group id per kept image (same decoded pixels)
     dropped: dict[int, int]  # index dropped -> index of a copy with the other label
     counts: dict  # for split.json and --describe
 
@@ -65,11 +67,14 @@ def find_duplicates(fingerprints: list[tuple[bytes, np.ndarray]], labels) -> Dup
     kept = np.setdiff1d(np.arange(len(labels)), list(dropped))
     exact, hashes, labels = exact[kept], hashes[kept], labels[kept]
 
-    exact_pairs = _same_value_pairs(exact)
-    near_pairs = _near_pairs(hashes)
-    pairs = np.concatenate([exact_pairs, near_pairs])
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(kept),) * 2)
-    _, groups = connected_components(graph, directed=False)
+    # Exact groups renumbered in file order; copies share pixels, hence hashes, so near pairs are
+    # looked for between each exact group's first image only.
+    _, first, exact = np.unique(exact, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    exact = np.argsort(order)[exact]
+    near_pairs = _near_pairs(hashes[first[order]])
+    leaders = _leader_groups(len(order), near_pairs)  # per exact group
+    groups = leaders[exact]
 
     exact_sizes = np.bincount(exact)[exact]
     group_sizes = np.bincount(groups)[groups]
@@ -79,11 +84,12 @@ def find_duplicates(fingerprints: list[tuple[bytes, np.ndarray]], labels) -> Dup
         "exact_images": int(np.sum(exact_sizes > 1)),
         "near_groups": len(np.unique(groups[near])),
         "near_images": int(np.sum(near)),
+        "near_pairs_across_groups": int(np.sum(leaders[near_pairs[:, 0]] != leaders[near_pairs[:, 1]])),
         "mixed_label_groups": _count_mixed_label_groups(groups, labels),
         "dropped_conflicting": len(dropped),
         "near_threshold_bits": NEAR_DUPLICATE_BITS,
     }
-    return Duplicates(groups=groups.astype(np.int64), dropped=dropped, counts=counts)
+    return Duplicates(groups=groups, exact=exact, dropped=dropped, counts=counts)
 
 
 def _conflicting_copies(exact: np.ndarray, labels: np.ndarray) -> dict[int, int]:
@@ -98,11 +104,21 @@ def _conflicting_copies(exact: np.ndarray, labels: np.ndarray) -> dict[int, int]
     return dropped
 
 
-def _same_value_pairs(values: np.ndarray) -> np.ndarray:
-    """[P, 2] pairs (first member, other member) linking each group of equal values."""
-    order = np.argsort(values, kind="stable")
-    same = values[order][1:] == values[order][:-1]
-    return np.stack([order[:-1][same], order[1:][same]], axis=1)
+def _leader_groups(count: int, pairs: np.ndarray) -> np.ndarray:
+    """Group id per item: in order, each item not yet grouped starts a group with its ungrouped near items.
+
+    `pairs` are (i, j) with i < j. Every member is near its group's first item, so a group spans
+    at most twice the threshold, where connected components chain without bound.
+    """
+    near = csr_matrix((np.ones(len(pairs), bool), (pairs[:, 0], pairs[:, 1])), shape=(count, count))
+    groups = np.full(count, -1, np.int64)
+    leaders = 0
+    for i in range(count):
+        if groups[i] < 0:  # items before i are all grouped: only later ones can join
+            later = near.indices[near.indptr[i]:near.indptr[i + 1]]
+            groups[later[groups[later] < 0]] = groups[i] = leaders
+            leaders += 1
+    return groups
 
 
 def _near_pairs(hashes: np.ndarray) -> np.ndarray:

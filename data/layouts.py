@@ -170,7 +170,7 @@ def load_class_folders(dataset: str, root: pathlib.Path | None) -> ImageCollecti
     collection = collect_class_folders(match.folders, match.layout.name, match.base, not_used)
     return with_both_labels(collection, lambda missing: (
         f"No usable {('normal', 'abnormal')[missing]} images in the {match.layout.name} layout found in "
-        f"'{match.base}' ({len(collection.skipped)} files skipped). {expected_layouts(dataset)}"
+        f"'{match.base}'. {expected_layouts(dataset)}"
     ))
 
 

@@ -2,7 +2,8 @@
 
 Layout as published: <category>/train/good/, <category>/test/{good,<defect>}/ and
 <category>/ground_truth/<defect>/<image>_mask.png. Any folder laid out like that counts as a
-category, so MVTec-style data of one's own loads the same way.
+category, so MVTec-style data of one's own loads the same way; --data-dir pointing at one such
+folder is read as the category asked for, whatever the folder is called.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from data.sources import (
     DatasetError,
     ImageCollection,
     collect_class_folders,
+    reason_lines,
 )
 
 CATEGORIES = (
@@ -43,6 +45,8 @@ def load_mvtec(root: pathlib.Path | None, category: str | None) -> ImageCollecti
             f"mvtec_ad needs --category NAME or --category all; found under '{root}': {', '.join(sorted(found))}."
         )
     folder = found.get(category.lower())
+    if folder is None and _is_category(root) and root.name.lower() not in CATEGORIES:
+        folder = root  # one category folder the user renamed; a folder named after another category is refused
     if folder is None:
         raise DatasetError(
             f"No MVTec AD category '{category}' under '{root}'; found: {', '.join(sorted(found))}. "
@@ -52,10 +56,10 @@ def load_mvtec(root: pathlib.Path | None, category: str | None) -> ImageCollecti
     folders = [ClassFolder(folder / "train" / "good", 0, "good", "train"), *test]
     collection = collect_class_folders(folders, "mvtec_ad", folder)
     if not collection.labels.any() or not (collection.native_split == "train").any():
-        raise DatasetError(
-            f"The MVTec AD category '{folder}' has no usable training or no usable defect images "
-            f"({len(collection.skipped)} files skipped). {_EXPECTED}"
-        )
+        raise DatasetError("\n".join([
+            f"The MVTec AD category '{folder}' has no usable training or no usable defect images. {_EXPECTED}",
+            *reason_lines("Skipped", collection.skipped),
+        ]))
     collection.mask_paths = [
         _mask_path(folder, pathlib.Path(path), name) if label else None
         for path, label, name in zip(collection.ids, collection.labels, collection.classes)

@@ -21,6 +21,7 @@ from data.sources import (
     ImageCollection,
     collect_class_folders,
     with_both_labels,
+    with_duplicates,
 )
 
 TFDS_NAME = "plant_village"
@@ -59,8 +60,8 @@ def load_plant_village(root: pathlib.Path | None, category: str | None) -> Image
     chosen = _select(folders, category, lambda folder: folder.name)
     collection = collect_class_folders(chosen, "plant_village", base)
     return with_both_labels(collection, lambda missing: (
-        f"No usable {('healthy', 'diseased')[missing]} leaves of {category or 'any species'} under '{base}' "
-        f"({len(collection.skipped)} files skipped). {_EXPECTED}"
+        f"No usable {('healthy', 'diseased')[missing]} leaves of {category or 'any species'} under '{base}'. "
+        f"{_EXPECTED}"
     ))
 
 
@@ -73,9 +74,12 @@ def load_plant_village_tfds(data_dir: str | None, category: str | None) -> Image
     """TFDS plant_village in memory: grayscale uint8 at 256x256, downloaded and prepared on first use.
 
     Only the chosen species is decoded. PlantVillage images are 256x256 already; any other size
-    is resized to it so the images stack into one array.
+    is resized to it so the images stack into one array. Duplicates are found and grouped on
+    these arrays as on files, so copies never straddle a split whichever source is read.
     """
     import tensorflow as tf  # deferred: listing local folders must not pay for importing TensorFlow
+
+    from data.duplicates import fingerprint
 
     tfds = _import_tfds()
     builder = tfds_builder(data_dir)
@@ -101,7 +105,7 @@ def load_plant_village_tfds(data_dir: str | None, category: str | None) -> Image
         labels.append(int(label))
         files.append(file.decode())
     classes = [names[label] for label in labels]
-    return ImageCollection(
+    collection = ImageCollection(
         ids=[f"tfds/{TFDS_NAME}/{name}/{file}" for name, file in zip(classes, files)],
         labels=np.array([0 if is_healthy(parse_class(name)[1]) else 1 for name in classes], dtype=np.int64),
         images=np.stack(images) if images else np.zeros((0, TFDS_SIZE, TFDS_SIZE), np.uint8),
@@ -109,6 +113,7 @@ def load_plant_village_tfds(data_dir: str | None, category: str | None) -> Image
         layout="plant_village (TFDS)",
         root=str(builder.data_dir),
     )
+    return with_duplicates(collection, [fingerprint(image[..., None] / np.float32(255)) for image in images])
 
 
 def prepare_tfds(builder) -> None:

@@ -9,7 +9,8 @@
 The validation part is carved out of the training normals only: it fixes score normalisation
 and the default threshold, so no test image, and no test label, ever touches either. Images
 that share a duplicate group always land in the same part, so no image is both trained on and
-tested (a group holding an abnormal image is tested as a whole).
+tested (a group holding an abnormal image is tested as a whole). The native split is the
+dataset's own and stays whole: only exact copies of test images leave its training part.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ NATIVE_TRAIN_ABNORMAL = (
     "abnormal image in the dataset's own training split: never trained on, and kept out of the test set "
     "so that it stays the dataset's own (--protocol native)"
 )
-NATIVE_TRAIN_DUPLICATE = "duplicate of a test or abnormal image, in the dataset's own training split (--protocol native)"
+NATIVE_TRAIN_COPY = (
+    "exact copy (same pixels) of a test image, in the dataset's own training split: left out so that no test "
+    "image is trained on (--protocol native)"
+)
 _PARTS = ("train", "validation", "test")
 _NATIVE_DATASETS = "mvtec_ad, chest_xray_2 (and the Kermany layout), chest_xray_3 and brain MRI Training/Testing"
 
@@ -42,6 +46,8 @@ class Split:
     test_sets: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # cae_d_gan: "25".."100" -> indices
     not_used: dict[int, str] = dataclasses.field(default_factory=dict)  # index -> why the protocol leaves it out
     protocol: str = "improved_bigan"
+    # native: training images kept although a near duplicate of a test image (reported, not dropped)
+    near_duplicates_of_test: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def default_protocol(dataset: str) -> str:
@@ -114,8 +120,11 @@ def _cae_d_gan(collection, rng, validation_fraction) -> Split:
 def _native(collection, rng, validation_fraction) -> Split:
     """The dataset's own split: native test = test; normals of native train (and val) = training pool.
 
-    Native training abnormals are left out (not tested either), so the test set is exactly
-    the dataset's own; so are training images that duplicate a test or abnormal image.
+    The test set is exactly the dataset's own. Native training abnormals are left out (not
+    tested either), and so are training images with an exact copy in the test set. Near
+    duplicates of test images stay in training and are reported: images of one product are
+    near-identical by design (MVTec AD), and dropping them would make results incomparable with
+    others' use of the same split.
     """
     native = collection.native_split
     if native is None:
@@ -123,25 +132,33 @@ def _native(collection, rng, validation_fraction) -> Split:
             f"The {collection.layout or 'chosen'} layout has no train/test split of its own, so --protocol native "
             f"does not apply; use improved_bigan or cae_d_gan. Native splits exist for {_NATIVE_DATASETS}."
         )
-    test_units, training_units = [], []
-    for unit in _groups(collection, range(len(collection))):
-        (test_units if (native[unit] == "test").any() else training_units).append(unit)
-    test = _indices(test_units)
-    test = test[native[test] == "test"]
-    not_used = {int(i): NATIVE_TRAIN_DUPLICATE for unit in test_units for i in unit if native[i] != "test"}
-    normal_units, abnormal_units = _units(collection, _indices(training_units))
-    for unit in abnormal_units:
-        not_used.update({int(i): NATIVE_TRAIN_ABNORMAL if collection.labels[i] else NATIVE_TRAIN_DUPLICATE
-                         for i in unit})
+    in_test = native == "test"
+    copies_of_test = ~in_test & _shares_group(collection.exact_groups, in_test)
+    abnormal = ~in_test & (collection.labels != 0)
+    not_used = {int(i): NATIVE_TRAIN_COPY for i in np.flatnonzero(copies_of_test)}
+    not_used.update({int(i): NATIVE_TRAIN_ABNORMAL for i in np.flatnonzero(abnormal)})
+    training = ~in_test & ~abnormal & ~copies_of_test
+    test = np.flatnonzero(in_test)
     labels = collection.labels[test]
-    if _count(normal_units) < 2 or labels.all() or not labels.any():
+    if training.sum() < 2 or labels.all() or not labels.any():
         raise DatasetError(
             f"The native split of the {collection.layout} layout needs at least 2 training normals and both normal "
-            f"and abnormal test images; it has {_count(normal_units)} training normals, {int((labels == 0).sum())} "
+            f"and abnormal test images; it has {int(training.sum())} training normals, {int((labels == 0).sum())} "
             f"normal and {int(labels.sum())} abnormal test images. Check the train/ and test/ folders."
         )
-    train, validation = _hold_out(_shuffled(rng, normal_units), validation_fraction, collection)
-    return Split(train, validation, test, not_used=not_used, protocol="native")
+    train, validation = _hold_out(
+        _shuffled(rng, _groups(collection, np.flatnonzero(training))), validation_fraction, collection
+    )
+    near = np.flatnonzero(training & _shares_group(collection.groups, in_test))
+    return Split(train, validation, test, not_used=not_used, protocol="native", near_duplicates_of_test=near)
+
+
+def _shares_group(groups, mask: np.ndarray) -> np.ndarray:
+    """Per image: whether its group holds an image where `mask` is set (never, when no groups are known)."""
+    if groups is None:
+        return np.zeros(len(mask), bool)
+    marked = {groups[i] for i in np.flatnonzero(mask)} - {None}
+    return np.array([group in marked for group in groups], bool)
 
 
 def _groups(collection: ImageCollection, indices) -> list[np.ndarray]:
@@ -225,6 +242,7 @@ def split_to_json(collection: ImageCollection, split: Split) -> dict:
         {"path": collection.ids[i], "label": int(collection.labels[i]), "reason": reason}
         for i, reason in sorted(split.not_used.items())
     ]
+    payload["near_duplicates_of_test"] = entries(split.near_duplicates_of_test)
     payload["duplicates"] = collection.duplicates
     return payload
 
@@ -255,4 +273,5 @@ def split_from_json(collection: ImageCollection, payload: dict) -> Split:
         # Entries with a label are collection images the protocol left out; the others never entered the collection.
         not_used={lookup(entry): entry["reason"] for entry in payload.get("not_used", []) if "label" in entry},
         protocol=payload.get("protocol", "improved_bigan"),  # split.json files written before protocols existed
+        near_duplicates_of_test=indices(payload.get("near_duplicates_of_test", [])),
     )

@@ -28,6 +28,9 @@ CATEGORY_DATASETS = ("mvtec_ad", "plant_village")
 SOURCES = ("local", "tfds")
 _SCAN_THREADS = min(8, 2 * (os.cpu_count() or 1))  # twice the cores: decoding releases the GIL, Python glue does not
 _FOLDER_FLAGS = {0: "--normal-dir", 1: "--abnormal-dir"}
+_EXAMPLES = 3  # paths shown per reason for skipped files
+# ImageCollection fields with one entry per image, which dropping an image must shorten.
+_PER_IMAGE = ("ids", "labels", "images", "masks", "classes", "native_split", "mask_paths", "file_info")
 
 
 @dataclasses.dataclass
@@ -49,6 +52,7 @@ class ImageCollection:
     # "decoder", "reduction"} (data.decode.inspect_image); None for in-memory sources.
     file_info: list[dict] | None = None
     groups: np.ndarray | None = None  # int64 [N] duplicate group; a group stays in one split. None: all distinct
+    exact_groups: np.ndarray | None = None  # int64 [N] exact-copy group (same decoded pixels); None: not checked
     duplicates: dict | None = None  # duplicate counts (data.duplicates.find_duplicates), for split.json
 
     def __len__(self) -> int:
@@ -210,11 +214,28 @@ def list_images(folder: pathlib.Path, reason: str) -> list[dict]:
 
 
 def with_both_labels(collection: ImageCollection, why_missing) -> ImageCollection:
-    """The collection, or DatasetError(why_missing(label)) for the first label (0 normal, 1 abnormal) without a usable image."""
+    """The collection, or DatasetError(why_missing(label)) for the first label (0 normal, 1 abnormal) without a usable image.
+
+    The message goes on with the skipped files and why, as --describe lists them: "no usable
+    images" alone hides that the files are, say, text renamed .jpg.
+    """
     missing = next((label for label in (0, 1) if not (collection.labels == label).any()), None)
     if missing is not None:
-        raise DatasetError(why_missing(missing))
+        raise DatasetError("\n".join([why_missing(missing), *reason_lines("Skipped", collection.skipped)]))
     return collection
+
+
+def reason_lines(title: str, entries: list[dict]) -> list[str]:
+    """'Skipped: 4' and, per reason, its count with the first few paths: how left-out files are shown."""
+    if not entries:
+        return [f"{title}: none"]
+    by_reason: dict[str, list[str]] = {}
+    for entry in entries:
+        by_reason.setdefault(entry["reason"], []).append(entry["path"])
+    lines = [f"{title}: {len(entries):,}"]
+    for reason, paths in by_reason.items():
+        lines.append(f"  {reason}: {len(paths):,}, e.g. {', '.join(paths[:_EXAMPLES])}")
+    return lines
 
 
 def scan_files(paths: list[str]) -> list[tuple[dict, tuple[bytes, np.ndarray]] | str]:
@@ -252,11 +273,29 @@ def _load_folders(normal_dir: str | None, abnormal_dir: str | None) -> ImageColl
     for folder in folders:
         if not folder.path.is_dir():
             raise DatasetError(f"The {_FOLDER_FLAGS[folder.label]} folder '{folder.path}' does not exist.")
+    _refuse_overlap(*folders)
     collection = collect_class_folders(folders, "folder (--normal-dir, --abnormal-dir)", None)
     return with_both_labels(collection, lambda missing: (
         f"The {_FOLDER_FLAGS[missing]} folder '{folders[missing].path}' has no usable images "
         f"({', '.join(IMAGE_EXTENSIONS)}, searched recursively)."
     ))
+
+
+def _refuse_overlap(normal: ClassFolder, abnormal: ClassFolder) -> None:
+    """Refuse one folder inside the other, or both the same: its images would be both normal and abnormal."""
+    normal_path, abnormal_path = normal.path.resolve(), abnormal.path.resolve()
+    if normal_path == abnormal_path:
+        where = "they are the same folder"
+    elif abnormal_path.is_relative_to(normal_path):
+        where = "--abnormal-dir is inside --normal-dir"
+    elif normal_path.is_relative_to(abnormal_path):
+        where = "--normal-dir is inside --abnormal-dir"
+    else:
+        return
+    raise DatasetError(
+        f"--normal-dir '{normal.path}' and --abnormal-dir '{abnormal.path}' overlap ({where}), so the images in "
+        "both would be normal and abnormal at once. Point them at two separate folders."
+    )
 
 
 def _collect(class_dirs: list[tuple[pathlib.Path, int]]) -> ImageCollection:
@@ -265,8 +304,6 @@ def _collect(class_dirs: list[tuple[pathlib.Path, int]]) -> ImageCollection:
     Every file left out is listed in `skipped` with its reason: not an image, unusable, or an
     exact copy that carries both labels (data.duplicates).
     """
-    from data.duplicates import find_duplicates  # deferred with scan_files
-
     files, skipped = [], []
     for folder, label in class_dirs:
         found, left_out = list_image_files(folder)
@@ -279,17 +316,33 @@ def _collect(class_dirs: list[tuple[pathlib.Path, int]]) -> ImageCollection:
         else:
             usable.append((path, label, *scanned))
     ids, labels, infos, fingerprints = (list(column) for column in zip(*usable)) if usable else ([],) * 4
-    duplicates = find_duplicates(fingerprints, labels)
-    skipped += [
+    collection = ImageCollection(ids=ids, labels=np.array(labels, dtype=np.int64), skipped=skipped, file_info=infos)
+    return with_duplicates(collection, fingerprints)
+
+
+def with_duplicates(collection: ImageCollection, fingerprints: list) -> ImageCollection:
+    """The collection with its duplicate groups (data.duplicates), less the exact copies labelled both ways.
+
+    The dropped copies join `skipped` with the copy that carries the other label.
+    """
+    from data.duplicates import find_duplicates  # deferred with scan_files
+
+    duplicates = find_duplicates(fingerprints, collection.labels)
+    ids = collection.ids
+    conflicts = [
         {"path": ids[i], "reason": f"exact duplicate present as both normal and abnormal ({ids[other]})"}
         for i, other in duplicates.dropped.items()
     ]
-    kept = [i for i in range(len(ids)) if i not in duplicates.dropped]
-    return ImageCollection(
-        ids=[ids[i] for i in kept],
-        labels=np.array([labels[i] for i in kept], dtype=np.int64),
-        skipped=sorted(skipped, key=lambda entry: entry["path"]),
-        file_info=[infos[i] for i in kept],
+    kept = [i for i in range(len(collection)) if i not in duplicates.dropped]
+    per_image = {
+        field: [value[i] for i in kept] if isinstance(value, list) else value[kept]
+        for field in _PER_IMAGE if (value := getattr(collection, field)) is not None
+    }
+    return dataclasses.replace(
+        collection,
+        **per_image,
+        skipped=sorted(collection.skipped + conflicts, key=lambda entry: entry["path"]),
         groups=duplicates.groups,
+        exact_groups=duplicates.exact,
         duplicates=duplicates.counts,
     )

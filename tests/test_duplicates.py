@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from data.describe import duplicates_line
 from data.duplicates import NEAR_DUPLICATE_BITS, _near_pairs, find_duplicates
 from data.protocols import paper_split, split_to_json
 from data.sources import load_dataset
@@ -73,7 +74,8 @@ def test_copies_labelled_both_ways_are_dropped_and_reported(collection):
 def test_counts_reach_split_json(collection):
     expected = {
         "exact_groups": 1, "exact_images": 2, "near_groups": 2, "near_images": 5,
-        "mixed_label_groups": 1, "dropped_conflicting": 2, "near_threshold_bits": NEAR_DUPLICATE_BITS,
+        "near_pairs_across_groups": 0, "mixed_label_groups": 1, "dropped_conflicting": 2,
+        "near_threshold_bits": NEAR_DUPLICATE_BITS,
     }
     assert collection.duplicates == expected
     split = paper_split(collection.labels, seed=0)
@@ -87,16 +89,26 @@ def flipped(hash_words, bits):
     return np.packbits(flat).view(np.uint64)
 
 
-def test_threshold_is_inclusive_and_groups_are_transitive():
+def fingerprints(hashes):
+    """Fingerprints of distinct images (distinct digests) with the given hashes."""
+    return [(bytes([i]), phash) for i, phash in enumerate(hashes)]
+
+
+def test_threshold_is_inclusive():
     zero = np.zeros(4, np.uint64)
     at_threshold = flipped(zero, range(NEAR_DUPLICATE_BITS))
     beyond = flipped(zero, range(200, 200 + NEAR_DUPLICATE_BITS + 2))
-    chain = [zero, flipped(zero, range(100, 120)), flipped(zero, range(110, 130))]  # 20, 20 apart; 40 end to end
-    hashes = np.stack([zero, at_threshold, beyond, *chain])
-    result = find_duplicates([(bytes([i]), phash) for i, phash in enumerate(hashes)], np.zeros(6))
-    groups = result.groups.tolist()
+    groups = find_duplicates(fingerprints([zero, at_threshold, beyond]), np.zeros(3)).groups.tolist()
     assert groups[0] == groups[1] != groups[2]
-    assert groups[3] == groups[4] == groups[5] == groups[0]  # the chain joins zero's group
+
+
+def test_a_chain_of_near_images_is_cut_where_it_leaves_its_first_image():
+    """Each image 16 bits from the next, 32 (beyond the threshold) from the one after: groups of two, not one chain."""
+    chain = [flipped(np.zeros(4, np.uint64), range(16 * k)) for k in range(6)]
+    result = find_duplicates(fingerprints(chain), np.zeros(6))
+    assert result.groups.tolist() == [0, 0, 1, 1, 2, 2]
+    assert result.counts["near_pairs_across_groups"] == 2  # (1, 2) and (3, 4): near, reported, not grouped
+    assert "(2 near pairs fall in different groups" in duplicates_line(result.counts)
 
 
 def test_blocked_search_finds_exactly_the_brute_force_pairs():

@@ -3,6 +3,7 @@
 import collections
 import importlib.machinery
 import pathlib
+import shutil
 import sys
 import types
 
@@ -87,6 +88,15 @@ def test_mvtec_categories_and_category_errors(mvtec_root):
         load_dataset("mvtec_ad", data_dir=str(mvtec_root))
     with pytest.raises(DatasetError, match="No MVTec AD category 'screw'.*found: bottle, grid"):
         load_dataset("mvtec_ad", data_dir=str(mvtec_root), category="screw")
+
+
+def test_mvtec_data_dir_at_one_renamed_category_folder(mvtec_root, tmp_path):
+    renamed = tmp_path / "my bottles"
+    shutil.copytree(mvtec_root / "bottle", renamed)
+    bottle = load_dataset("mvtec_ad", data_dir=str(renamed), category="bottle")
+    assert bottle.root == str(renamed) and len(bottle) == 9 and sum(path is not None for path in bottle.mask_paths) == 2
+    with pytest.raises(DatasetError, match="No MVTec AD category 'bottle'.*found: grid"):  # named after another one
+        load_dataset("mvtec_ad", data_dir=str(mvtec_root / "grid"), category="bottle")
 
 
 def test_mvtec_half_layout_names_what_is_missing(tmp_path):
@@ -180,8 +190,11 @@ def test_tfds_source_offline_is_a_clear_error(monkeypatch):
 
 def test_tfds_source_keeps_the_species_in_memory_as_256px_grayscale(monkeypatch):
     colour = np.full((20, 30, 3), (200, 100, 50), np.uint8)  # grayscale 0.299*200 + 0.587*100 + 0.114*50 = 124
+    distinct = [colour.copy() for _ in range(4)]
+    for k, image in enumerate(distinct):
+        image[:5, 5 * k:5 * k + 5] = 0  # a black patch in the top quarter, elsewhere in each: not duplicates
     examples = {
-        "image": [tf.io.encode_png(colour).numpy()] * 4,
+        "image": [tf.io.encode_png(image).numpy() for image in distinct],
         "label": np.array([2, 0, 1, 2], np.int64),
         "image/filename": [b"a.jpg", b"b.jpg", b"c.jpg", b"d.jpg"],
     }
@@ -191,8 +204,33 @@ def test_tfds_source_keeps_the_species_in_memory_as_256px_grayscale(monkeypatch)
                           "tfds/plant_village/Tomato___healthy/d.jpg"]
     assert tomato.labels.tolist() == [0, 1, 0]
     assert tomato.images.shape == (3, 256, 256) and tomato.images.dtype == np.uint8
-    assert np.all(np.abs(tomato.images.astype(int) - 124) <= 1)
+    assert np.all(np.abs(tomato.images[:, 128:].astype(int) - 124) <= 1)
     assert available_categories("plant_village", source="tfds") == ["Tomato"]  # no diseased peppers here
+
+
+def smooth(seed):
+    """A smooth random RGB image: distinct seeds give unrelated images."""
+    grey = cv2.GaussianBlur(np.random.default_rng(seed).normal(size=(64, 64)), (0, 0), 3)
+    return cv2.cvtColor(cv2.normalize(grey, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+
+
+def test_tfds_images_are_grouped_as_duplicates_like_files(monkeypatch):
+    images = {  # file: (label, image); labels 2 = Tomato___healthy, 1 = Tomato___Early_blight
+        "a.jpg": (2, smooth(1)), "a_brighter.jpg": (2, cv2.add(smooth(1), 12)),  # near copies
+        "c.jpg": (1, smooth(2)), "c_again.jpg": (1, smooth(2)),  # exact copies
+        "e.jpg": (2, smooth(3)), "e_diseased.jpg": (1, smooth(3)),  # an exact copy labelled both ways
+    }
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake_tfds({
+        "image": [tf.io.encode_png(image).numpy() for _, image in images.values()],
+        "label": np.array([label for label, _ in images.values()], np.int64),
+        "image/filename": [name.encode() for name in images],
+    }))
+    tomato = load_dataset("plant_village", source="tfds", category="Tomato")
+    names = [pathlib.Path(path).name for path in tomato.ids]
+    assert names == ["a.jpg", "a_brighter.jpg", "c.jpg", "c_again.jpg"] and len(tomato.images) == 4
+    assert tomato.groups.tolist() == [0, 0, 1, 1]
+    assert sorted(pathlib.Path(entry["path"]).name for entry in tomato.skipped) == ["e.jpg", "e_diseased.jpg"]
+    assert tomato.duplicates["exact_groups"] == 1 and tomato.duplicates["near_groups"] == 1
 
 
 def test_tfds_is_for_plant_village_only():

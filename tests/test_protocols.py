@@ -3,8 +3,10 @@ import json
 import numpy as np
 import pytest
 
+from data.describe import describe
 from data.protocols import (
     NATIVE_TRAIN_ABNORMAL,
+    NATIVE_TRAIN_COPY,
     PROTOCOLS,
     Split,
     default_protocol,
@@ -134,6 +136,25 @@ def test_native_protocol_tests_the_native_test_set_and_leaves_train_abnormals_ou
     assert split.not_used == {10: NATIVE_TRAIN_ABNORMAL, 11: NATIVE_TRAIN_ABNORMAL}
 
 
+def test_native_protocol_keeps_near_duplicates_of_test_images_and_reports_them(native_collection, tmp_path):
+    """MVTec's good bottles look alike by design: the official split stays whole; only exact copies of test images leave."""
+    groups, exact = np.arange(19), np.arange(19)
+    groups[[0, 1, 2]] = groups[12]  # training normals 0 and 1 near test normal 12, 2 an exact copy of it
+    exact[2] = exact[12]
+    native_collection.groups, native_collection.exact_groups = groups, exact
+    split = make_split("native", native_collection, seed=0)
+    assert split.test.tolist() == list(range(12, 19))
+    assert sorted(split.train.tolist() + split.validation.tolist()) == [0, 1, *range(3, 10)]
+    assert split.not_used == {2: NATIVE_TRAIN_COPY, 10: NATIVE_TRAIN_ABNORMAL, 11: NATIVE_TRAIN_ABNORMAL}
+    assert split.near_duplicates_of_test.tolist() == [0, 1]
+    write_split(tmp_path / "split.json", native_collection, split)
+    payload = json.loads((tmp_path / "split.json").read_text())
+    assert [entry["path"] for entry in payload["near_duplicates_of_test"]] == ["img/000.png", "img/001.png"]
+    assert split_from_json(native_collection, payload).near_duplicates_of_test.tolist() == [0, 1]
+    assert "kept in training although near duplicates of test images (the dataset's own split stays whole): 2" \
+        in describe(native_collection, split, "native")
+
+
 def test_native_protocol_needs_a_native_split(collection):
     with pytest.raises(DatasetError, match="no train/test split of its own.*improved_bigan or cae_d_gan"):
         make_split("native", collection, seed=0)
@@ -153,7 +174,7 @@ def test_duplicate_groups_never_straddle_parts(native_collection, protocol):
         for group in set(groups) - {None}:
             members = [i for i, g in enumerate(groups) if g == group]
             found = {where[i] for i in members}
-            # native keeps its test set as published and leaves a training duplicate of a test image out
+            # native keeps its test set as published and leaves a training abnormal out
             assert len(found) == 1 or (protocol == "native" and found == {"test", "not used"}), (seed, group, where)
             if native_collection.labels[members].any():
                 assert found <= {"test", "not used"}

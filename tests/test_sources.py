@@ -177,6 +177,30 @@ def test_folder_source_errors_name_the_folder(tmp_path):
         load_dataset("folder", normal_dir=str(tmp_path / "good"), abnormal_dir=str(tmp_path / "defects"))
 
 
+def test_folder_source_says_which_files_are_not_images(tmp_path):
+    write_images(tmp_path / "good")
+    (tmp_path / "defects").mkdir()
+    for name in ("crack.jpg", "dent.png"):
+        (tmp_path / "defects" / name).write_text("inspection notes, not a photo")
+    with pytest.raises(DatasetError, match="--abnormal-dir folder .* has no usable images") as error:
+        load_dataset("folder", normal_dir=str(tmp_path / "good"), abnormal_dir=str(tmp_path / "defects"))
+    message = str(error.value)
+    assert "Skipped: 2" in message and "not an image (content starts with b'inspecti'): 2, e.g." in message
+    assert str(tmp_path / "defects" / "crack.jpg") in message and str(tmp_path / "defects" / "dent.png") in message
+
+
+@pytest.mark.parametrize("normal, abnormal, where", [
+    ("scans", "scans", "they are the same folder"),
+    ("scans", "scans/defect", "--abnormal-dir is inside --normal-dir"),
+    ("scans/ok", "scans", "--normal-dir is inside --abnormal-dir"),
+])
+def test_folder_source_refuses_overlapping_folders(tmp_path, normal, abnormal, where):
+    write_images(tmp_path / "scans" / "ok")
+    write_images(tmp_path / "scans" / "defect")
+    with pytest.raises(DatasetError, match=f"--normal-dir .* and --abnormal-dir .* overlap \\({where}\\)"):
+        load_dataset("folder", normal_dir=str(tmp_path / normal), abnormal_dir=str(tmp_path / abnormal))
+
+
 def test_scan_files_reports_only_bad_files(tmp_path):
     good = write_images(tmp_path)
     bad = [p for p in write_bad_files(tmp_path) if p.endswith((".jpg", ".png", ".tif"))]
