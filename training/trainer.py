@@ -50,7 +50,7 @@ def fit(model, train_ds, normals_ds, preview, config, run_dir, verbose=1):
     A model that learns in one pass (the classical floors: `fit_normals`) is fitted on
     `normals_ds` (required for them), the un-augmented training normals, and has a 0-epoch
     schedule, so Keras' fit never runs and its history is empty; it keeps no checkpoint, as
-    refitting takes seconds (a resumed floor run simply fits again).
+    refitting takes seconds (so an unfinished floor run is not resumed: --resume fits a new one).
     The latest checkpoint in run_dir/checkpoints is restored first, so an interrupted run
     resumes in the right phase and epoch, losing at most the epoch that was running. Then
     `model.finish_training(normals_ds)` (the un-augmented training normals) readies the model
