@@ -105,7 +105,7 @@ def evaluate(detector, collection, split, batch_size, run_dir, history, threshol
 
     metrics.update(extra_metrics or {})
     extra_columns = module_columns + [c for columns in variant_columns.values() for c in columns]
-    _write_scores(run_dir / "scores.csv", [collection.ids[i] for i in test], labels, outputs, extra_columns)
+    _write_scores(run_dir / "scores.csv", [collection.ids[i] for i in test], labels, outputs, threshold, extra_columns)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     _write_plots(detector, run_dir / "plots", collection, test, outputs["score"], threshold, threshold_label, masks,
                  history, per_class)
@@ -151,13 +151,16 @@ def _per_class_auroc(classes, labels, scores):
     }
 
 
-def _write_scores(path, ids, labels, outputs, extra_columns):
+def _write_scores(path, ids, labels, outputs, threshold, extra_columns):
+    """One row per test image; `is_anomalous` (score >= threshold) is the exported model's verdict, and the
+    threshold is repeated on every row so the file reads on its own."""
     columns = SCORE_COLUMNS + tuple(extra_columns)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "label", *columns])
+        writer.writerow(["path", "label", "is_anomalous", "threshold", *columns])
         for row, (identifier, label) in enumerate(zip(ids, labels)):
-            writer.writerow([identifier, int(label), *(f"{outputs[name][row]:.8g}" for name in columns)])
+            writer.writerow([identifier, int(label), int(outputs["score"][row] >= threshold), f"{threshold:.8g}",
+                             *(f"{outputs[name][row]:.8g}" for name in columns)])
 
 
 def _write_plots(detector, directory, collection, test_indices, scores, threshold, threshold_label, masks, history,

@@ -317,6 +317,10 @@ class CAEDGAN(keras.Model):
     trained networks, so no module's loss moves another module's weights.
     """
 
+    # The console's epoch line (training.callbacks.ProgressLine): each module's own loss and the GANs'
+    # discriminator losses; the other ten logs are in history.json and TensorBoard.
+    progress_logs = ("m1_pixel_loss", "m2_g_loss", "m2_d_loss", "m3_g_loss", "m3_d_loss")
+
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
         validate_architecture(config)

@@ -124,6 +124,8 @@ class ImprovedBiGAN(keras.Model):
     compiled step contains exactly the updates of its phase.
     """
 
+    progress_logs = ("recon_loss", "adv_loss", "d_loss")  # the console's epoch line (training.callbacks.ProgressLine)
+
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
         self.config = dict(config)

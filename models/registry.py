@@ -1,4 +1,5 @@
-"""Model name -> family (class, architecture presets, training settings): the only place that lists models.
+"""Model name -> family (class, architecture presets, training settings) for every implemented model
+(models/names.py lists all of them, implemented or planned).
 
 A family module provides PRESETS (architectures: paper / quick / tiny), TRAINING (settings per
 run profile, each naming its preset), TRAINING_COMMON, validate_architecture(config) and a
@@ -14,13 +15,8 @@ import types
 
 from models import autoencoders, cae_d_gan, floors, improved_bigan, vae, vq_vae
 from models.config import ConfigError
+from models.names import FLOOR_NAMES, MODEL_NAMES  # noqa: F401 (FLOOR_NAMES: re-exported for the callers)
 
-# Every model of SPEC §2, in the order of the papers' tables, then the classical floors.
-FLOOR_NAMES = ("pca", "knn")
-MODEL_NAMES = (
-    "improved_bigan", "bigan", "ganomaly", "skip_ganomaly", "anogan", "egbad", "efficient_gan",
-    "fcae", "cae", "vae", "beta_vae", "cvae", "vq_vae", "cae_d_gan", *FLOOR_NAMES,
-)
 FAMILIES = {
     "improved_bigan": types.SimpleNamespace(module=improved_bigan, model_class=improved_bigan.ImprovedBiGAN),
     "fcae": types.SimpleNamespace(module=autoencoders.FCAE_FAMILY, model_class=autoencoders.FCAutoencoder),

@@ -1,8 +1,12 @@
 """End to end through run_experiments.py: artefacts, export fidelity, resume, divergence, bad input."""
 
+import contextlib
 import csv
+import io
 import json
+import os
 import pathlib
+import shlex
 import subprocess
 import sys
 
@@ -13,6 +17,7 @@ import pytest
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
+import experiment
 import run_experiments
 from data.phantom import make_phantom
 from training.checkpoints import CheckpointEveryEpoch
@@ -37,11 +42,23 @@ def read_scores(run_dir):
         return list(csv.DictReader(handle))
 
 
+def console_of(argv):
+    """Run the command line in this process; returns (its one run directory, what it printed)."""
+    console = io.StringIO()
+    with contextlib.redirect_stdout(console):
+        assert run_experiments.main(argv) == 0
+    return only_run(argv[argv.index("--out") + 1]), console.getvalue()
+
+
 @pytest.fixture(scope="module")
-def phantom_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    assert run_experiments.main(["--dataset", "phantom", "--profile", "smoke", "--no-floor", "--out", str(out)]) == 0
-    return only_run(out)
+def phantom_call(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "my runs"  # a space, which the TensorBoard hint must quote
+    return console_of(["--dataset", "phantom", "--profile", "smoke", "--no-floor", "--out", str(out)])
+
+
+@pytest.fixture(scope="module")
+def phantom_run(phantom_call):
+    return phantom_call[0]
 
 
 def test_smoke_run_writes_every_artefact(phantom_run):
@@ -162,7 +179,7 @@ def test_a_folder_is_scanned_once_for_every_seed_and_the_phantom_is_drawn_per_se
     phantom_args = run_experiments.parse_args(["--dataset", "phantom"])
 
     def collection(args, seed):
-        return run_experiments.load_collection(args, resolve_config("cae_d_gan", args.dataset, "smoke", seed=seed))
+        return experiment.load_collection(args, resolve_config("cae_d_gan", args.dataset, "smoke", seed=seed))
 
     assert collection(folder_args, 0) is collection(folder_args, 1)
     assert not np.array_equal(collection(phantom_args, 0).images, collection(phantom_args, 1).images)
@@ -183,7 +200,7 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, monkeypatch):
             raise KeyboardInterrupt
 
     monkeypatch.setattr(CheckpointEveryEpoch, "on_epoch_end", interrupt_after_second_epoch)
-    assert run_experiments.main(args) == run_experiments.EXIT_INTERRUPTED
+    assert run_experiments.main(args) == experiment.EXIT_INTERRUPTED
     run_dir = only_run(out)
     assert json.loads((run_dir / "run_state.json").read_text())["status"] == "running"
     monkeypatch.setattr(CheckpointEveryEpoch, "on_epoch_end", save)
@@ -230,13 +247,15 @@ def write_chest_xray_3(root):
 
 
 @pytest.fixture(scope="module")
-def cascade_chest_run(tmp_path_factory):
+def cascade_chest_call(tmp_path_factory):
     data = write_chest_xray_3(tmp_path_factory.mktemp("chest"))
-    out = tmp_path_factory.mktemp("runs")
-    code = run_experiments.main(["--model", "cae_d_gan", "--dataset", "chest_xray_3", "--data-dir", str(data),
-                                 "--profile", "smoke", "--no-floor", "--out", str(out)])
-    assert code == 0
-    return only_run(out)
+    return console_of(["--model", "cae_d_gan", "--dataset", "chest_xray_3", "--data-dir", str(data),
+                       "--profile", "smoke", "--no-floor", "--out", str(tmp_path_factory.mktemp("runs"))])
+
+
+@pytest.fixture(scope="module")
+def cascade_chest_run(cascade_chest_call):
+    return cascade_chest_call[0]
 
 
 def test_cae_d_gan_on_chest_reports_four_test_sets_modules_and_defects(cascade_chest_run):
@@ -279,7 +298,9 @@ def test_the_same_command_gives_the_same_scores(tmp_path):
                                    ["--dataset", "brain_mri", "--normal-dir", "a"]])
 def test_folders_a_dataset_would_ignore_are_refused(flags, tmp_path, capsys):
     """Without --dataset folder these flags used to train on the phantom and exit 0."""
-    assert run_experiments.main([*flags, "--profile", "smoke", "--out", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit) as stop:
+        run_experiments.main([*flags, "--profile", "smoke", "--out", str(tmp_path)])
+    assert stop.value.code == 2
     assert "--dataset" in capsys.readouterr().err
     assert not list(tmp_path.rglob("config.json"))  # nothing ran
 
@@ -287,7 +308,7 @@ def test_folders_a_dataset_would_ignore_are_refused(flags, tmp_path, capsys):
 def test_model_all_runs_what_exists_and_names_what_it_skips(capsys):
     from models.registry import FAMILIES, MODEL_NAMES
 
-    names = run_experiments.model_names("all")
+    names = experiment.model_names("all")
     assert names == [name for name in MODEL_NAMES if name in FAMILIES] and {"improved_bigan", "pca"} <= set(names)
     missing = [name for name in MODEL_NAMES if name not in FAMILIES]
     assert (f"skipping {len(missing)} model(s)" in capsys.readouterr().out) == bool(missing)
@@ -305,3 +326,130 @@ def test_too_few_validation_normals_are_refused_before_training(tmp_path, capsys
                                  "--profile", "smoke", "--no-floor", "--out", str(tmp_path / "runs")])
     assert code == 2 and "validation normal" in capsys.readouterr().err
     assert not list((tmp_path / "runs").rglob("config.json"))
+
+
+# Issue 11: the command line's rough edges.
+
+def test_a_failed_start_leaves_no_run_to_resume(tmp_path, capsys):
+    """A start that failed before training (here: VGG16 weights that do not exist) used to leave a run folder
+    per try, and --resume then reused its config, repeating the failure whatever flag was corrected."""
+    out = tmp_path / "runs"
+    args = ["--profile", "smoke", "--no-floor", "--out", str(out)]
+    for _ in range(2):
+        assert run_experiments.main([*args, "--perceptual-weights", str(tmp_path / "missing.h5"), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert not list(out.rglob("config.json"))
+
+
+def test_resume_picks_a_trained_unfinished_run_of_the_same_seed_and_data(tmp_path):
+    from training.runs import latest_unfinished_run, new_run_dir
+
+    config = {"model": "improved_bigan", "dataset": "folder", "category": None, "seed": 0,
+              "data": {"source": "local", "data_dir": None, "normal_dir": "/a", "abnormal_dir": "/b"}}
+
+    def unfinished_run(checkpointed, **changes):
+        run_dir = new_run_dir(tmp_path, {**config, **changes})
+        (run_dir / "config.json").write_text(json.dumps({**config, **changes}))
+        if checkpointed:
+            (run_dir / "checkpoints").mkdir()
+            (run_dir / "checkpoints" / "checkpoint").write_text("model_checkpoint_path: \"ckpt-1\"")
+        return run_dir
+
+    resumable = unfinished_run(True)
+    unfinished_run(True, seed=1)
+    unfinished_run(True, data={**config["data"], "normal_dir": "/elsewhere"})
+    unfinished_run(False)  # never trained: nothing to resume
+    assert latest_unfinished_run(tmp_path, config) == resumable
+
+
+def test_an_unwritable_out_is_refused_before_the_data_is_read(tmp_path, capsys):
+    """It used to fail with a traceback and exit 1 once the data had loaded (here, the data would not even load)."""
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as stop:
+        run_experiments.main(["--dataset", "folder", "--normal-dir", str(tmp_path / "none"),
+                              "--abnormal-dir", str(tmp_path / "none"), "--out", str(blocker / "runs")])
+    assert stop.value.code == 2
+    assert "--out" in capsys.readouterr().err
+
+
+def test_seed_and_seeds_together_are_refused(capsys):
+    """--seed used to be dropped silently beside --seeds; --seed 0 is the argparse default's trap."""
+    for seed in ("0", "3"):
+        with pytest.raises(SystemExit) as stop:
+            run_experiments.parse_args(["--seed", seed, "--seeds", "1,2"])
+        assert stop.value.code == 2
+        assert "not allowed with" in capsys.readouterr().err
+    assert run_experiments.parse_args(["--seed", "3"]).seeds == [3]
+    assert run_experiments.parse_args([]).seeds == [0]
+
+
+def test_help_and_argument_checks_do_not_import_tensorflow():
+    script = ("import sys, run_experiments; run_experiments.parse_args(['--model', 'cae_d_gan', '--seeds', '1,2']); "
+              "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))")
+    checked = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert checked.stdout.strip() == "[]", checked.stdout + checked.stderr
+    shown = run_cli("--help")
+    assert shown.returncode == 0 and shown.stderr == "" and "--seeds" in shown.stdout
+
+
+def test_every_flag_has_help_and_no_default_reads_none():
+    parser = run_experiments.build_parser()
+    assert all(action.help for action in parser._actions), [a.dest for a in parser._actions if not a.help]
+    assert "(default: None)" not in parser.format_help() and "(default: False)" not in parser.format_help()
+
+
+def test_tensorflow_log_lines_and_retracing_warnings_are_hidden():
+    """TensorFlow printed I0000 / E0000 (cuInit, remapper) lines and retracing warnings on every run;
+    --verbose is the way to see them now."""
+    script = (
+        "import sys, run_experiments, tempfile\n"
+        "out = tempfile.mkdtemp()\n"
+        "code = run_experiments.main(['--profile', 'smoke', '--no-floor', '--out', out,\n"
+        "                             '--perceptual-weights', out + '/missing.h5'])\n"
+        "import tensorflow as tf\n"
+        "retraced = tf.function(lambda x: x)\n"
+        "for size in range(8):\n"
+        "    retraced(tf.zeros([size]))\n"
+        "sys.exit(code)\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env=env)
+    assert result.returncode == 2 and "error: Could not load VGG16 weights" in result.stderr
+    for marker in ("I0000", "E0000", "cuInit", "absl", "retracing"):
+        assert marker not in result.stderr, result.stderr
+
+
+def test_console_names_each_epoch_phase_and_each_step_and_quotes_the_tensorboard_hint(phantom_call):
+    run_dir, console = phantom_call
+    epochs = [line for line in console.splitlines() if line.startswith("Epoch")]
+    assert [line.split()[:3] for line in epochs] == [["Epoch", "1/2", "reconstruction"], ["Epoch", "2/2", "adversarial"]]
+    for step in ("Calibrating", "Evaluating", "Exporting"):
+        assert any(line.startswith(step) for line in console.splitlines()), step
+    out = run_dir.parents[2]
+    assert f"tensorboard --logdir {shlex.quote(str(out))}" in console and " " in str(out)
+
+
+def test_the_cascade_epoch_line_fits_an_80_column_terminal(cascade_chest_call):
+    """Keras' progress line of the cascade held its 15 logs: about 400 characters."""
+    _, console = cascade_chest_call
+    epochs = [line for line in console.splitlines() if line.startswith("Epoch")]
+    assert epochs and all(len(line) <= 80 for line in epochs), epochs
+    assert all("m1_pixel" in line for line in epochs)
+
+
+def test_scores_csv_has_each_images_verdict_and_the_threshold(phantom_run):
+    threshold = json.loads((phantom_run / "metrics.json").read_text())["threshold"]
+    rows = read_scores(phantom_run)
+    assert all(float(row["threshold"]) == pytest.approx(threshold, rel=1e-6) for row in rows)
+    assert [row["is_anomalous"] for row in rows] == [str(int(float(row["score"]) >= threshold)) for row in rows]
+
+
+def test_config_json_records_the_command_data_code_and_library_versions(phantom_run):
+    config = json.loads((phantom_run / "config.json").read_text())
+    assert shlex.split(config["command"])[2:4] == ["--dataset", "phantom"]
+    assert config["data"] == {"source": "local", "data_dir": None, "normal_dir": None, "abnormal_dir": None}
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    assert config["git_commit"].startswith(head.stdout.strip()) if head.returncode == 0 else config["git_commit"] is None
+    assert config["versions"]["tensorflow"] == tf.__version__ and config["versions"]["keras"] == keras.__version__

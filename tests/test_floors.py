@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 from sklearn.decomposition import PCA
 
+import experiment
 import run_experiments
 from data.phantom import make_phantom
 from data.pipeline import to_model_input
@@ -109,14 +110,14 @@ def test_bad_floor_settings_are_refused():
 
 def test_floors_implied_by_a_deep_model_take_only_the_flags_they_use():
     args = run_experiments.parse_args(["--epochs-recon", "3", "--image-size", "64", "--lr", "0.01", "--score", "error_zmax"])
-    implied = run_experiments.run_config(args, "pca", 0, None, named=False)
+    implied = experiment.run_config(args, "pca", 0, None, named=False)
     assert implied["architecture"]["image_size"] == 64 and "epochs_recon" not in implied and "lr" not in implied
     assert implied["score"] == "mse"  # the deep model's --score does not redefine the floor
     with pytest.raises(ConfigError, match="--epochs-recon does not apply to pca"):
-        run_experiments.run_config(args, "pca", 0, None, named=True)
-    assert run_experiments.planned_models(["improved_bigan"], no_floor=False) == ["pca", "knn", "improved_bigan"]
-    assert run_experiments.planned_models(["knn", "improved_bigan"], no_floor=True) == ["knn", "improved_bigan"]
-    assert run_experiments.planned_models(["pca"], no_floor=False) == ["pca"]
+        experiment.run_config(args, "pca", 0, None, named=True)
+    assert experiment.planned_models(["improved_bigan"], no_floor=False) == ["pca", "knn", "improved_bigan"]
+    assert experiment.planned_models(["knn", "improved_bigan"], no_floor=True) == ["knn", "improved_bigan"]
+    assert experiment.planned_models(["pca"], no_floor=False) == ["pca"]
 
 
 def test_bootstrap_interval_brackets_the_auroc_and_is_reproducible():

@@ -3,6 +3,7 @@
 import json
 import math
 import pathlib
+import time
 
 import keras
 import numpy as np
@@ -40,6 +41,40 @@ class EpochHistory(keras.callbacks.Callback):
         self.path.write_text(json.dumps(self.records, indent=1))
 
 
+class ProgressLine(keras.callbacks.Callback):
+    """One console line per epoch: its number, phase, seconds and the losses the model lists in
+    `progress_logs` (every log without it), short enough for an 80-column terminal; history.json and
+    TensorBoard keep every log. `live` (a terminal) also counts the epoch's steps on that line.
+
+    Keras' own progress bar prints neither the phase nor a selection, and the cascade's 15 logs made a
+    400-character line that a terminal wraps on every update.
+    """
+
+    def __init__(self, schedule, live=False):
+        super().__init__()
+        self.schedule = schedule
+        self.live = live
+        self.prefix, self.started, self.written = "", 0.0, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.prefix = f"Epoch {epoch + 1}/{self.schedule.total_epochs} {self.schedule.phase(epoch)}"
+        self.started, self.written = time.monotonic(), 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.live:
+            steps = self.params.get("steps")
+            text = f"\r{self.prefix} step {batch + 1}" + (f"/{steps}" if steps else "")
+            print(text, end="", flush=True)
+            self.written = len(text)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        names = [name for name in getattr(self.model, "progress_logs", logs) if name in logs]
+        losses = " ".join(f"{name.removesuffix('_loss')} {float(logs[name]):.3g}" for name in names)
+        line = f"{self.prefix} {time.monotonic() - self.started:.0f}s: {losses}"
+        print(f"\r{line.ljust(self.written)}" if self.written else line, flush=True)
+
+
 class StopOnNonFinite(keras.callbacks.Callback):
     """Stop at the first non-finite loss, before the epoch's checkpoint could store bad weights."""
 
@@ -54,10 +89,10 @@ class StopOnNonFinite(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         for name, value in (logs or {}).items():
             if not math.isfinite(float(value)):
+                kept = (f"The last good checkpoint is kept in {self.checkpoint_dir}; lower --lr and rerun "
+                        "(or --resume to continue from it).") if self.epoch else "No epoch finished; lower --lr and rerun."
                 raise TrainingDivergedError(
-                    f"Training diverged: {name} became {float(value)} in epoch {self.epoch + 1}, step {batch + 1}. "
-                    f"The last good checkpoint is kept in {self.checkpoint_dir}; lower --lr and rerun "
-                    "(or --resume to continue from it)."
+                    f"Training diverged: {name} became {float(value)} in epoch {self.epoch + 1}, step {batch + 1}. {kept}"
                 )
 
 

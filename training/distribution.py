@@ -4,7 +4,7 @@ import functools
 
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
+from training.names import STRATEGIES
 
 
 @functools.cache

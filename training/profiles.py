@@ -11,8 +11,7 @@ from data.protocols import default_protocol
 from models.config import ConfigError
 from evaluation.scoring import score_variants
 from models.registry import FAMILIES, architecture, family
-
-PROFILE_NAMES = ("paper", "quick", "smoke")
+from training.names import PROFILE_NAMES
 COMMON = {
     "validation_fraction": 0.1,
     "test_fraction": 0.2,  # Improved BiGAN §IV-B: normals split 80/20

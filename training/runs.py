@@ -5,6 +5,9 @@ import json
 import pathlib
 
 STATE_FILE = "run_state.json"
+CHECKPOINT_DIR = "checkpoints"
+# What a resumed run must share with the call that resumes it (the run group fixes model, dataset and category).
+RESUME_KEYS = ("seed", "data")
 
 
 def run_group(out, config):
@@ -36,9 +39,24 @@ def get_state(run_dir):
     return json.loads(path.read_text()) if path.exists() else {"status": "unknown"}
 
 
+def trained(run_dir):
+    """Whether the run saved at least one checkpoint (tf.train.CheckpointManager writes a `checkpoint` file)."""
+    return (pathlib.Path(run_dir) / CHECKPOINT_DIR / "checkpoint").exists()
+
+
 def latest_unfinished_run(out, config):
-    """Newest run of this model/dataset that did not finish (interrupted or diverged), or None."""
+    """Newest run of this model, dataset, data and seed that trained but did not finish (interrupted or
+    diverged), or None. A run without a checkpoint has nothing to continue: resuming it would only
+    repeat its start with its old settings."""
     group = run_group(out, config)
     candidates = sorted(path for path in group.glob("*") if (path / "config.json").exists()) if group.exists() else []
-    unfinished = [path for path in candidates if get_state(path)["status"] != "finished"]
-    return unfinished[-1] if unfinished else None
+    resumable = [
+        path for path in candidates
+        if get_state(path)["status"] != "finished" and trained(path) and _same_run(path, config)
+    ]
+    return resumable[-1] if resumable else None
+
+
+def _same_run(run_dir, config):
+    saved = json.loads((run_dir / "config.json").read_text())
+    return all(saved.get(key) == config.get(key) for key in RESUME_KEYS)

@@ -5,8 +5,9 @@ import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 
 from models.registry import build_model
-from training.callbacks import EpochHistory, StopOnNonFinite, TensorBoardLogger
+from training.callbacks import EpochHistory, ProgressLine, StopOnNonFinite, TensorBoardLogger
 from training.checkpoints import CheckpointEveryEpoch, TrainingCheckpoint
+from training.runs import CHECKPOINT_DIR
 
 
 def compiled_model(config):
@@ -44,10 +45,12 @@ def dtype_policy(config):
 def fit(model, train_ds, normals_ds, preview, config, run_dir, verbose=1):
     """Train (or continue training) in `run_dir`; returns the per-epoch history records.
 
+    `verbose`: 0 prints nothing, 2 one line per epoch (ProgressLine), 1 also counts steps on it (a terminal).
+
     A model that learns in one pass (the classical floors: `fit_normals`) is fitted on
     `normals_ds` (required for them), the un-augmented training normals, and has a 0-epoch
     schedule, so Keras' fit never runs and its history is empty; it keeps no checkpoint, as
-    refitting takes seconds (a resumed floor run simply fits again).
+    refitting takes seconds (so an unfinished floor run is not resumed: --resume fits a new one).
     The latest checkpoint in run_dir/checkpoints is restored first, so an interrupted run
     resumes in the right phase and epoch, losing at most the epoch that was running. Then
     `model.finish_training(normals_ds)` (the un-augmented training normals) readies the model
@@ -56,7 +59,7 @@ def fit(model, train_ds, normals_ds, preview, config, run_dir, verbose=1):
     if hasattr(model, "fit_normals"):
         model.fit_normals(normals_ds)
     schedule = model.make_schedule(config)
-    checkpoint = TrainingCheckpoint(model.checkpoint_items(), run_dir / "checkpoints")
+    checkpoint = TrainingCheckpoint(model.checkpoint_items(), run_dir / CHECKPOINT_DIR)
     start_epoch = checkpoint.restore_latest()
     history = EpochHistory(run_dir / "history.json", schedule, start_epoch)
     if start_epoch < schedule.total_epochs:
@@ -65,10 +68,11 @@ def fit(model, train_ds, normals_ds, preview, config, run_dir, verbose=1):
             epochs=schedule.total_epochs,
             initial_epoch=start_epoch,
             shuffle=False,  # the tf.data pipeline shuffles
-            verbose=verbose,
+            verbose=0,
             callbacks=[
                 schedule,
-                StopOnNonFinite(run_dir / "checkpoints"),
+                *([ProgressLine(schedule, live=verbose == 1)] if verbose else []),
+                StopOnNonFinite(run_dir / CHECKPOINT_DIR),
                 history,
                 TensorBoardLogger(run_dir / "tensorboard", schedule, preview, config["image_every"]),
                 CheckpointEveryEpoch(checkpoint),  # last: an epoch is checkpointed only once fully logged

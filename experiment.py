@@ -1,0 +1,294 @@
+"""One call of the command line: every model, seed and category -> data, split, training, calibration,
+evaluation, export, and the report over them (run_experiments.py parses the arguments and imports this
+module only then, so that --help and argument errors never wait for TensorFlow).
+"""
+
+import functools
+import json
+import pathlib
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from data.describe import describe, duplicates_line
+from data.download import download
+from data.pipeline import image_dataset
+from data.protocols import make_split, split_from_json, write_split
+from data.sources import DatasetError, available_categories, load_dataset, resolve_data_dir
+from evaluation.evaluate import calibrate, evaluate
+from evaluation.export import export_saved_model
+from evaluation.report import dataset_label, summary_table, write_report, write_tensorboard_results
+from evaluation.scoring import build_detector
+from models.config import ConfigError
+from models.registry import FAMILIES, FLOOR_NAMES, MODEL_NAMES, ModelNotAvailableError, check_model_name
+from training.callbacks import TrainingDivergedError
+from training.losses import PerceptualWeightsError
+from training.distribution import make_strategy
+from training.profiles import COMMON, OVERRIDABLE, applicable_overrides, resolve_config, scale_to_data
+from training.runs import latest_unfinished_run, new_run_dir, set_state, trained
+from training.trainer import compiled_model, fit, set_determinism
+
+EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+# With one validation normal the score's std is 0 and every score explodes (±2·10⁷ was seen); three is
+# the fewest that gives a spread at all (the smoke profile's 40-normal phantom has exactly three).
+MIN_VALIDATION_NORMALS = 3
+
+
+def model_names(value):
+    if value == "all":  # every model that exists; the planned ones are named, not silently dropped
+        missing = [name for name in MODEL_NAMES if name not in FAMILIES]
+        if missing:
+            print(f"--model all: skipping {len(missing)} model(s) not available yet: {', '.join(missing)}.")
+        return [name for name in MODEL_NAMES if name in FAMILIES]
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    for name in names:
+        check_model_name(name)
+    return names
+
+
+def planned_models(names, no_floor):
+    """The models each seed runs, floors first (seconds; their AUROCs go into the deep runs' metrics).
+
+    A call naming a deep model also runs the floors unless --no-floor; a floor named explicitly runs once.
+    """
+    deep = [name for name in names if name not in FLOOR_NAMES]
+    return [name for name in FLOOR_NAMES if name in names or (deep and not no_floor)] + deep
+
+
+def run_config(args, model, seed, category, named):
+    """The resolved config of one run, with where its data comes from. A floor the user did not name takes
+    only the flags it has a use for (e.g. --image-size, not the deep model's --epochs) and keeps its own
+    score (a deep model's --score must not change what the floor is); a named model refuses the others."""
+    overrides = {key: getattr(args, key) for key in OVERRIDABLE}
+    if not named:
+        overrides = applicable_overrides(model, args.dataset, args.profile, {**overrides, "score": None})
+    config = resolve_config(model, args.dataset, args.profile, seed=seed, category=category, protocol=args.protocol,
+                            **overrides)
+    return {**config, "data": data_location(args)}
+
+
+def data_location(args):
+    """The folders a run reads, absolute (None where unused) and the source: config.json records them and
+    --resume only continues a run of the same data."""
+    folders = {
+        "data_dir": None if args.dataset in ("phantom", "folder") else resolve_data_dir(args.dataset, args.data_dir),
+        "normal_dir": args.normal_dir,
+        "abnormal_dir": args.abnormal_dir,
+    }
+    return {"source": args.source, **{key: str(pathlib.Path(path).resolve()) if path else None
+                                      for key, path in folders.items()}}
+
+
+def provenance(args):
+    """What config.json records beside the settings so a run can be reproduced: command, code, library versions."""
+    versions = {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+                "numpy": np.__version__}
+    return {"command": args.command, "git_commit": git_commit(), "versions": versions}
+
+
+def git_commit():
+    """The commit of this checkout, suffixed -dirty when tracked files differ from it; None outside a git
+    checkout (e.g. an unpacked archive) or without git. (--exclude=* skips tags, so describe names the commit.)"""
+    try:
+        result = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40", "--exclude=*"],
+                                cwd=pathlib.Path(__file__).parent, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def run(args, model, seed, category, strategy, named=True, floor=None, floor_variants=None):
+    """One model, seed and category: data -> split -> train (under `strategy`) -> calibrate -> evaluate -> export.
+
+    `floor` ({floor model: AUROC} on the same split) is stored in metrics.json and printed beside
+    the model's AUROC; `floor_variants` ({floor model: its score_variants}) gives `floor_same_score`,
+    each floor's AUROC under this model's own score (a PCA scored like the model). Returns (config, metrics, run dir).
+    A new run that fails or is interrupted before its first checkpoint is removed: it has nothing to
+    resume, and --resume would otherwise repeat its failure with its saved config.
+    """
+    config = run_config(args, model, seed, category, named)
+    run_dir = latest_unfinished_run(args.out, config) if args.resume else None
+    if run_dir is not None:
+        config = json.loads((run_dir / "config.json").read_text())
+        print(f"Resuming {run_dir} (its saved config.json is used; other flags are ignored).")
+    elif args.resume:
+        print(f"No unfinished {model} run of this data and seed under {args.out}/ has a checkpoint; starting a new run.")
+
+    set_determinism(config)  # before any dataset is built: tf.data's parallel maps follow it
+    keras.utils.set_random_seed(config["seed"])
+    collection = load_collection(args, config)
+    if collection.skipped:
+        print(f"Skipped {len(collection.skipped)} unusable file(s); they are listed under 'skipped' in split.json.")
+    if duplicates_line(collection.duplicates):
+        print(duplicates_line(collection.duplicates))
+    if run_dir is not None:
+        split = split_from_json(collection, json.loads((run_dir / "split.json").read_text()))
+        return train_evaluate_export(args, config, collection, split, run_dir, strategy, floor, floor_variants)
+
+    split = protocol_split(collection, config)
+    if len(split.validation) < MIN_VALIDATION_NORMALS:
+        raise DatasetError(
+            f"Only {len(split.validation)} validation normal(s) after the split ({len(split.train)} training normals); "
+            f"the score's standardisation and the threshold need at least {MIN_VALIDATION_NORMALS}. Add normal "
+            "images (about 10 % of the training normals are held out for validation).")
+    config = {**scale_to_data(config, len(split.train)), **provenance(args)}
+    if config["epoch_scale"] > 1:
+        print(f"Small training set ({len(split.train)} images, {config['steps_per_epoch']} steps an epoch): epochs "
+              f"x{config['epoch_scale']} to reach {config['min_updates']} updates (--min-updates 0 turns this off).")
+    run_dir = new_run_dir(args.out, config)
+    try:
+        (run_dir / "config.json").write_text(json.dumps(config, indent=1))
+        write_split(run_dir / "split.json", collection, split)
+        return train_evaluate_export(args, config, collection, split, run_dir, strategy, floor, floor_variants)
+    except BaseException:
+        if not trained(run_dir):
+            shutil.rmtree(run_dir)
+            print(f"Removed {run_dir}: it stopped before its first checkpoint, so there is nothing to resume.",
+                  file=sys.stderr)
+        raise
+
+
+def train_evaluate_export(args, config, collection, split, run_dir, strategy, floor, floor_variants):
+    """The part of `run` that writes into run_dir; returns (config, metrics, run dir)."""
+    print(f"Run directory: {run_dir}")
+    print(f"Images: {len(split.train)} train, {len(split.validation)} validation normals, "
+          f"{len(split.test)} test ({int(collection.labels[split.test].sum())} abnormal).")
+    if collection.not_used or split.not_used:
+        print(f"Left out on purpose: {len(collection.not_used) + len(split.not_used)} image(s), listed with the "
+              "reason under 'not_used' in split.json.")
+
+    size, batch = config["architecture"]["image_size"], config["batch_size"]
+    train_ds = image_dataset(collection, split.train, size, batch, training=True, seed=config["seed"])
+    validation_ds = image_dataset(collection, split.validation, size, batch)
+    normals_ds = image_dataset(collection, split.train, size, batch)  # un-augmented training normals
+    abnormal = split.test[collection.labels[split.test] == 1]
+    preview_indices = np.concatenate([split.validation[:4], abnormal[:4]])
+    preview = next(iter(image_dataset(collection, preview_indices, size, len(preview_indices))))
+
+    with strategy.scope():  # variables and optimizer slots are created per replica
+        network = compiled_model(config)
+    set_state(run_dir, "running")
+    history = fit(network, train_ds, normals_ds, preview, config, run_dir, verbose=1 if sys.stdout.isatty() else 2)
+
+    detector = build_detector(network, size, config["architecture"]["channels"], config["score"])
+    print(f"Calibrating the score and threshold on {len(split.validation)} validation normals "
+          f"(pixel statistics: {len(split.train)} training normals)")
+    calibrate(detector, normals_ds, validation_ds, config["threshold_quantile"])
+    print(f"Evaluating on {len(split.test)} test images")
+    threshold_label = f"threshold ({config['threshold_quantile']:.0%} quantile of validation normals)"
+    metrics = evaluate(detector, collection, split, batch, run_dir, history, threshold_label,
+                       extra_metrics=floor_metrics(floor, floor_variants, config["score"]))
+    write_tensorboard_results(run_dir / "tensorboard", metrics, run_dir / "plots" / "roc.png", len(history))
+    print("Exporting model.keras and saved_model/")
+    detector.save(run_dir / "model.keras")
+    export_saved_model(detector, run_dir / "saved_model", size)
+    set_state(run_dir, "finished")
+
+    print(f"\n{config['model']} on {dataset_label(config)} (profile {config['profile']}, protocol {config['protocol']}, "
+          f"seed {config['seed']}), {len(history)} epochs:")
+    print(summary_table(metrics, config))
+    print(f"\nEverything is in {run_dir}\nTensorBoard: tensorboard --logdir {shlex.quote(str(args.out))}")
+    return config, metrics, run_dir
+
+
+def floor_metrics(floor, floor_variants, score):
+    """metrics.json's `floor` (the floors' own AUROCs) and `floor_same_score` (theirs under `score`)."""
+    if not floor:
+        return None
+    same = {name: variants[score] for name, variants in (floor_variants or {}).items() if score in variants}
+    return {"floor": floor, **({"floor_same_score": same} if same else {})}
+
+
+def run_seed(args, models, named, seed, category, strategy):
+    """Every planned model on one seed's split, floors first, so each deep run gets the floors' AUROCs."""
+    results, floor, floor_variants = [], {}, {}
+    for model in models:
+        is_floor = model in FLOOR_NAMES
+        result = run(args, model, seed, category, strategy, named=model in named,
+                     floor=None if is_floor else floor, floor_variants=None if is_floor else floor_variants)
+        if is_floor:
+            floor[model] = result[1]["auroc"]
+            floor_variants[model] = result[1]["score_variants"]
+        results.append(result)
+    return results
+
+
+def load_collection(args, config):
+    """The dataset of a resolved config; where it lives on disk comes from the command line.
+
+    Only the generated phantom depends on the seed, so a folder is scanned, decoded and checked for
+    duplicates once for all the models and seeds of a call, not once per run.
+    """
+    seed = config["seed"] if config["dataset"] == "phantom" else 0
+    return _cached_dataset(
+        config["dataset"], data_dir=args.data_dir, normal_dir=args.normal_dir, abnormal_dir=args.abnormal_dir,
+        seed=seed, phantom_normals=config["phantom_normals"], phantom_abnormals=config["phantom_abnormals"],
+        phantom_draw=config["phantom_draw"],
+        category=config["category"], source=args.source,
+    )
+
+
+# Runs loop category > seed > model, so one cached dataset serves a category's runs and memory holds one at a time.
+_cached_dataset = functools.lru_cache(maxsize=1)(load_dataset)
+
+
+def protocol_split(collection, config):
+    return make_split(config["protocol"], collection, config["seed"], config["test_fraction"], config["validation_fraction"])
+
+
+def categories(args):
+    """--category all -> every category found on disk (MVTec AD, Plant Village); else the one given (or None)."""
+    if args.category == "all":
+        return available_categories(args.dataset, args.data_dir, args.source)
+    return [args.category]
+
+
+def prepare_data(args):
+    """--download and/or --describe: the data part only, no model is built."""
+    if args.download:
+        print(download(args.dataset, args.data_dir, args.category))
+    if args.describe:
+        for category in categories(args):
+            config = resolve_config(model_names(args.model)[0], args.dataset, args.profile, seed=args.seeds[0],
+                                    category=category, protocol=args.protocol)
+            collection = load_collection(args, config)
+            print(f"\n{args.dataset}" + (f" {category}" if category else "") + f" (seed {args.seeds[0]}):")
+            print(describe(collection, protocol_split(collection, config), config["protocol"]))
+
+
+def execute(args):
+    """Run the call `args` describes (run_experiments.parse_args); returns the process exit code."""
+    _cached_dataset.cache_clear()  # each call reads the folders as they are now
+    try:
+        if args.download or args.describe:
+            prepare_data(args)
+            return 0
+        named = model_names(args.model)
+        models = planned_models(named, args.no_floor)
+        for model in models:  # a bad flag stops the call before any run, not after the floors
+            run_config(args, model, args.seeds[0], args.category, model in named)
+        strategy = make_strategy(args.strategy or COMMON["strategy"])  # before any other TensorFlow work
+        results = [
+            result
+            for category in categories(args) for seed in args.seeds
+            for result in run_seed(args, models, named, seed, category, strategy)
+        ]
+        if len(results) > 1:
+            report = write_report(results, args.out)
+            print(f"\nReport over {len(results)} runs: {report}.md and {report}.csv")
+    except (DatasetError, ModelNotAvailableError, PerceptualWeightsError, ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except TrainingDivergedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except KeyboardInterrupt:
+        print("\nInterrupted. Continue later with the same command plus --resume.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0

@@ -1,0 +1,11 @@
+"""Every model name of SPEC §2, kept free of TensorFlow so the command line can list them before importing it.
+
+models/registry.py maps the implemented ones to their families.
+"""
+
+FLOOR_NAMES = ("pca", "knn")
+# In the order of the papers' tables, then the classical floors.
+MODEL_NAMES = (
+    "improved_bigan", "bigan", "ganomaly", "skip_ganomaly", "anogan", "egbad", "efficient_gan",
+    "fcae", "cae", "vae", "beta_vae", "cvae", "vq_vae", "cae_d_gan", *FLOOR_NAMES,
+)
