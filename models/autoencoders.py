@@ -56,7 +56,8 @@ def family(presets, validate, **training_common):
 class Autoencoder(keras.Model):
     """encoder -> decoder, one Adam optimizer over every weight, minimising `loss_terms(images)["loss"]`."""
 
-    SETTINGS = ()  # run settings the loss reads (e.g. a VAE's beta), taken from the run config
+    SETTINGS = ()  # run settings the loss reads (e.g. a VQ-VAE's commitment cost), taken from the run config
+    progress_logs = ("loss",)  # the console's epoch line (training.callbacks.ProgressLine)
 
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)

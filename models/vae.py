@@ -42,6 +42,7 @@ class VAE(Autoencoder):
     """Gaussian posterior q(z|x) = N(mean, diag exp(log_variance)); loss = mean over the batch of Σ error² + β KL."""
 
     LOSS_TERMS = ("loss", "reconstruction", "kl")
+    progress_logs = ("loss", "kl")
     score_variants = {"kl": {"kl_divergence": 1.0}, "elbo": {"neg_elbo": 1.0}}
 
     def build_networks(self):

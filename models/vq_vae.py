@@ -59,6 +59,7 @@ class VQVAE(Autoencoder):
 
     SETTINGS = ("commitment_cost",)
     LOSS_TERMS = ("loss", "reconstruction", "codebook", "commitment", "perplexity")
+    progress_logs = ("loss", "perplexity")
     score_variants = {"quantization": {"quantization_error": 1.0}}
 
     def build_networks(self):
