@@ -32,7 +32,7 @@ from data.sources import (  # noqa: E402
     load_dataset,
 )
 from evaluation.evaluate import calibrate, evaluate  # noqa: E402
-from evaluation.export import export_saved_model  # noqa: E402
+from evaluation.export import ImageDetector, export_saved_model  # noqa: E402
 from evaluation.report import dataset_label, summary_table, write_report, write_tensorboard_results  # noqa: E402
 from evaluation.scoring import build_detector  # noqa: E402
 from models.config import ConfigError  # noqa: E402
@@ -226,8 +226,9 @@ def run(args, model, seed, category, strategy, named=True, floor=None, floor_var
     metrics = evaluate(detector, collection, split, batch, run_dir, history, threshold_label,
                        extra_metrics=floor_metrics(floor, floor_variants, config["score"]))
     write_tensorboard_results(run_dir / "tensorboard", metrics, run_dir / "plots" / "roc.png", len(history))
-    detector.save(run_dir / "model.keras")
-    export_saved_model(detector, run_dir / "saved_model", size)
+    image_detector = ImageDetector(detector)  # raw images in, as a deployed model is used
+    image_detector.save(run_dir / "model.keras")
+    export_saved_model(image_detector, run_dir / "saved_model")
     set_state(run_dir, "finished")
 
     print(f"\n{model} on {dataset_label(config)} (profile {config['profile']}, protocol {config['protocol']}, "
