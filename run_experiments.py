@@ -2,6 +2,7 @@
 
     python run_experiments.py --model improved_bigan --dataset phantom --profile quick
     python run_experiments.py --model improved_bigan --dataset brain_mri --data-dir PATH
+    python run_experiments.py predict RUN_DIR IMAGES_OR_FOLDERS... [--out DIR] [--threshold T]
 """
 
 import argparse
@@ -223,9 +224,13 @@ def run(args, model, seed, category, strategy, named=True, floor=None, floor_var
     detector = build_detector(network, size, config["architecture"]["channels"], config["score"])
     calibrate(detector, normals_ds, validation_ds, config["threshold_quantile"])
     threshold_label = f"threshold ({config['threshold_quantile']:.0%} quantile of validation normals)"
-    metrics = evaluate(detector, collection, split, batch, run_dir, history, threshold_label,
-                       extra_metrics=floor_metrics(floor, floor_variants, config["score"]))
-    write_tensorboard_results(run_dir / "tensorboard", metrics, run_dir / "plots" / "roc.png", len(history))
+    if collection.labels.any():
+        metrics = evaluate(detector, collection, split, batch, run_dir, history, threshold_label,
+                           extra_metrics=floor_metrics(floor, floor_variants, config["score"]))
+        write_tensorboard_results(run_dir / "tensorboard", metrics, run_dir / "plots" / "roc.png", len(history))
+    else:  # normals only: a calibrated detector to deploy, nothing to evaluate it against
+        metrics = {"threshold": float(detector.get_layer("score_combiner").threshold.numpy())}
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     image_detector = ImageDetector(detector)  # raw images in, as a deployed model is used
     image_detector.save(run_dir / "model.keras")
     export_saved_model(image_detector, run_dir / "saved_model")
@@ -233,7 +238,12 @@ def run(args, model, seed, category, strategy, named=True, floor=None, floor_var
 
     print(f"\n{model} on {dataset_label(config)} (profile {config['profile']}, protocol {config['protocol']}, "
           f"seed {config['seed']}), {len(history)} epochs:")
-    print(summary_table(metrics, config))
+    if "auroc" in metrics:
+        print(summary_table(metrics, config))
+    else:
+        print(f"Trained and calibrated on normal images only (threshold {metrics['threshold']:.4g}); evaluation "
+              f"needs abnormal images (--abnormal-dir). Score new images with: "
+              f"python run_experiments.py predict {run_dir} IMAGES...")
     print(f"\nEverything is in {run_dir}  (tensorboard --logdir {args.out})")
     return config, metrics, run_dir
 
@@ -253,7 +263,7 @@ def run_seed(args, models, named, seed, category, strategy):
         is_floor = model in FLOOR_NAMES
         result = run(args, model, seed, category, strategy, named=model in named,
                      floor=None if is_floor else floor, floor_variants=None if is_floor else floor_variants)
-        if is_floor:
+        if is_floor and "auroc" in result[1]:  # no AUROC when trained on normals only
             floor[model] = result[1]["auroc"]
             floor_variants[model] = result[1]["score_variants"]
         results.append(result)
@@ -314,6 +324,11 @@ def check_data_flags(args):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["predict"]:  # a subcommand with its own arguments (evaluation/predict.py)
+        from evaluation.predict import main as predict
+
+        return predict(argv[1:])
     args = parse_args(argv)
     _cached_dataset.cache_clear()  # each call reads the folders as they are now
     try:
@@ -331,9 +346,10 @@ def main(argv=None):
             for category in categories(args) for seed in (args.seeds or [args.seed])
             for result in run_seed(args, models, named, seed, category, strategy)
         ]
-        if len(results) > 1:
-            report = write_report(results, args.out)
-            print(f"\nReport over {len(results)} runs: {report}.md and {report}.csv")
+        evaluated = [result for result in results if "auroc" in result[1]]
+        if len(evaluated) > 1:
+            report = write_report(evaluated, args.out)
+            print(f"\nReport over {len(evaluated)} runs: {report}.md and {report}.csv")
     except (DatasetError, ModelNotAvailableError, PerceptualWeightsError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE

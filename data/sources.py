@@ -240,23 +240,26 @@ def scan_files(paths: list[str]) -> list[tuple[dict, tuple[bytes, np.ndarray]] |
 
 
 def _load_folders(normal_dir: str | None, abnormal_dir: str | None) -> ImageCollection:
-    if not normal_dir or not abnormal_dir:
+    """--normal-dir and, optionally, --abnormal-dir: without abnormal images a run trains, calibrates and exports
+    a detector but cannot evaluate it (run_experiments says so)."""
+    if not normal_dir:
         raise DatasetError(
-            "--dataset folder needs both --normal-dir and --abnormal-dir: folders of normal and "
-            "of abnormal images (searched recursively)."
+            "--dataset folder needs --normal-dir: a folder of normal images (searched recursively); add "
+            "--abnormal-dir, a folder of abnormal images, to evaluate the model."
         )
     folders = [
         ClassFolder(pathlib.Path(path), label, pathlib.Path(path).name)
-        for path, label in ((normal_dir, 0), (abnormal_dir, 1))
+        for path, label in ((normal_dir, 0), (abnormal_dir, 1)) if path
     ]
     for folder in folders:
         if not folder.path.is_dir():
             raise DatasetError(f"The {_FOLDER_FLAGS[folder.label]} folder '{folder.path}' does not exist.")
     collection = collect_class_folders(folders, "folder (--normal-dir, --abnormal-dir)", None)
-    return with_both_labels(collection, lambda missing: (
-        f"The {_FOLDER_FLAGS[missing]} folder '{folders[missing].path}' has no usable images "
-        f"({', '.join(IMAGE_EXTENSIONS)}, searched recursively)."
-    ))
+    missing = next((folder for folder in folders if not (collection.labels == folder.label).any()), None)
+    if missing is not None:
+        raise DatasetError(f"The {_FOLDER_FLAGS[missing.label]} folder '{missing.path}' has no usable images "
+                           f"({', '.join(IMAGE_EXTENSIONS)}, searched recursively).")
+    return collection
 
 
 def _collect(class_dirs: list[tuple[pathlib.Path, int]]) -> ImageCollection:
