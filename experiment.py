@@ -22,7 +22,7 @@ from data.pipeline import image_dataset
 from data.protocols import make_split, split_from_json, write_split
 from data.sources import DatasetError, available_categories, load_dataset, resolve_data_dir
 from evaluation.evaluate import calibrate, evaluate
-from evaluation.export import export_saved_model
+from evaluation.export import ImageDetector, export_saved_model
 from evaluation.report import dataset_label, summary_table, write_report, write_tensorboard_results
 from evaluation.scoring import build_detector
 from models.config import ConfigError
@@ -180,19 +180,29 @@ def train_evaluate_export(args, config, collection, split, run_dir, strategy, fl
     print(f"Calibrating the score and threshold on {len(split.validation)} validation normals "
           f"(pixel statistics: {len(split.train)} training normals)")
     calibrate(detector, normals_ds, validation_ds, config["threshold_quantile"])
-    print(f"Evaluating on {len(split.test)} test images")
-    threshold_label = f"threshold ({config['threshold_quantile']:.0%} quantile of validation normals)"
-    metrics = evaluate(detector, collection, split, batch, run_dir, history, threshold_label,
-                       extra_metrics=floor_metrics(floor, floor_variants, config["score"]))
-    write_tensorboard_results(run_dir / "tensorboard", metrics, run_dir / "plots" / "roc.png", len(history))
+    if collection.labels.any():
+        print(f"Evaluating on {len(split.test)} test images")
+        threshold_label = f"threshold ({config['threshold_quantile']:.0%} quantile of validation normals)"
+        metrics = evaluate(detector, collection, split, batch, run_dir, history, threshold_label,
+                           extra_metrics=floor_metrics(floor, floor_variants, config["score"]))
+        write_tensorboard_results(run_dir / "tensorboard", metrics, run_dir / "plots" / "roc.png", len(history))
+    else:  # normals only: a calibrated detector to deploy, nothing to evaluate it against
+        metrics = {"threshold": float(detector.get_layer("score_combiner").threshold.numpy())}
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     print("Exporting model.keras and saved_model/")
-    detector.save(run_dir / "model.keras")
-    export_saved_model(detector, run_dir / "saved_model", size)
+    image_detector = ImageDetector(detector)  # raw images in, as a deployed model is used
+    image_detector.save(run_dir / "model.keras")
+    export_saved_model(image_detector, run_dir / "saved_model")
     set_state(run_dir, "finished")
 
     print(f"\n{config['model']} on {dataset_label(config)} (profile {config['profile']}, protocol {config['protocol']}, "
           f"seed {config['seed']}), {len(history)} epochs:")
-    print(summary_table(metrics, config))
+    if "auroc" in metrics:
+        print(summary_table(metrics, config))
+    else:
+        print(f"Trained and calibrated on normal images only (threshold {metrics['threshold']:.4g}); evaluation "
+              f"needs abnormal images (--abnormal-dir). Score new images with: "
+              f"python run_experiments.py predict {shlex.quote(str(run_dir))} IMAGES...")
     print(f"\nEverything is in {run_dir}\nTensorBoard: tensorboard --logdir {shlex.quote(str(args.out))}")
     return config, metrics, run_dir
 
@@ -212,7 +222,7 @@ def run_seed(args, models, named, seed, category, strategy):
         is_floor = model in FLOOR_NAMES
         result = run(args, model, seed, category, strategy, named=model in named,
                      floor=None if is_floor else floor, floor_variants=None if is_floor else floor_variants)
-        if is_floor:
+        if is_floor and "auroc" in result[1]:  # no AUROC when trained on normals only
             floor[model] = result[1]["auroc"]
             floor_variants[model] = result[1]["score_variants"]
         results.append(result)
@@ -279,9 +289,10 @@ def execute(args):
             for category in categories(args) for seed in args.seeds
             for result in run_seed(args, models, named, seed, category, strategy)
         ]
-        if len(results) > 1:
-            report = write_report(results, args.out)
-            print(f"\nReport over {len(results)} runs: {report}.md and {report}.csv")
+        evaluated = [result for result in results if "auroc" in result[1]]
+        if len(evaluated) > 1:
+            report = write_report(evaluated, args.out)
+            print(f"\nReport over {len(evaluated)} runs: {report}.md and {report}.csv")
     except (DatasetError, ModelNotAvailableError, PerceptualWeightsError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE

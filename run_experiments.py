@@ -2,6 +2,7 @@
 
     python run_experiments.py --model improved_bigan --dataset phantom --profile quick
     python run_experiments.py --model improved_bigan --dataset brain_mri --data-dir PATH
+    python run_experiments.py predict RUN_DIR IMAGES_OR_FOLDERS... [--out DIR] [--threshold T]
 
 This module only parses and checks the arguments; TensorFlow and everything built on it is
 imported after that (experiment.py), so --help and argument errors answer at once.
@@ -182,6 +183,11 @@ def quiet_tensorflow(verbose):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["predict"]:  # a subcommand with its own arguments (evaluation/predict.py)
+        from evaluation.predict import main as predict  # noqa: PLC0415
+
+        return predict(argv[1:])
     args = parse_args(argv)
     with quiet_tensorflow(args.verbose):
         import experiment  # noqa: PLC0415 (TensorFlow, only once the arguments are known to be good)

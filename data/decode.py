@@ -71,7 +71,7 @@ def decode_file(path, decoder="tf", reduction=1):
 def _decode(data, decoder, reduction):
     """(image as decode_file returns it, channels stored in the file, bit depth)."""
     values, bit_depth = _decode_values(data, decoder, reduction)
-    return _to_unit_range(_colour_channels(values), bit_depth), tf.shape(values)[-1], bit_depth
+    return unit_range(values, bit_depth), tf.shape(values)[-1], bit_depth
 
 
 # The scan calls this once per file: as one graph it runs about 3x faster than op by op (eagerly).
@@ -253,10 +253,17 @@ def _read_with_opencv(data: bytes, reduction) -> tuple[np.ndarray, np.int32]:
     return image.astype(np.float32), np.int32(bit_depth)
 
 
-def _to_unit_range(values, bit_depth):
-    """8-bit: / 255. Deeper: the image's own min..max -> 0..1 (a flat image gives 0)."""
+def unit_range(values, bit_depth):
+    """Training's intensity step: values as stored [..., H, W, C] (C 1..4) -> colour channels in [0, 1].
+
+    8-bit: / 255. Deeper: each image's own min..max -> 0..1 (a flat image gives 0). Public because
+    the exported model applies it too (evaluation.export), so a 16-bit file scores as in training.
+    """
+    values = _colour_channels(tf.convert_to_tensor(values, tf.float32))
+
     def stretch():
-        low, high = tf.reduce_min(values), tf.reduce_max(values)
+        low = tf.reduce_min(values, axis=[-3, -2, -1], keepdims=True)
+        high = tf.reduce_max(values, axis=[-3, -2, -1], keepdims=True)
         return tf.math.divide_no_nan(values - low, high - low)
 
     return tf.cond(tf.equal(bit_depth, 8), lambda: values / 255.0, stretch)

@@ -89,9 +89,11 @@ def paper_split(
 def _improved_bigan(collection, rng, test_fraction, validation_fraction) -> Split:
     normal_units, abnormal_units = _units(collection, range(len(collection)))
     n_normals = _count(normal_units)
-    _require(n_normals >= 3 and abnormal_units, "improved_bigan", collection)
+    # Normals only (--dataset folder without --abnormal-dir): nothing to evaluate, so no test normals are held back.
+    normals_only = not collection.labels.any()
+    _require(n_normals >= 3 and (abnormal_units or normals_only), "improved_bigan", collection)
     # Every part gets at least one normal, whatever the fractions.
-    n_test = min(max(1, round(test_fraction * n_normals)), n_normals - 2)
+    n_test = 0 if normals_only else min(max(1, round(test_fraction * n_normals)), n_normals - 2)
     test_units, training_units = _take(_shuffled(rng, normal_units), n_test)
     train, validation = _hold_out(training_units, validation_fraction, collection)
     return Split(train, validation, _indices(test_units + abnormal_units), protocol="improved_bigan")

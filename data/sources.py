@@ -213,13 +213,13 @@ def list_images(folder: pathlib.Path, reason: str) -> list[dict]:
     return [{"path": str(path), "reason": reason} for path in files]
 
 
-def with_both_labels(collection: ImageCollection, why_missing) -> ImageCollection:
-    """The collection, or DatasetError(why_missing(label)) for the first label (0 normal, 1 abnormal) without a usable image.
+def with_both_labels(collection: ImageCollection, why_missing, labels=(0, 1)) -> ImageCollection:
+    """The collection, or DatasetError(why_missing(label)) for the first of `labels` (0 normal, 1 abnormal) without a usable image.
 
     The message goes on with the skipped files and why, as --describe lists them: "no usable
     images" alone hides that the files are, say, text renamed .jpg.
     """
-    missing = next((label for label in (0, 1) if not (collection.labels == label).any()), None)
+    missing = next((label for label in labels if not (collection.labels == label).any()), None)
     if missing is not None:
         raise DatasetError("\n".join([why_missing(missing), *reason_lines("Skipped", collection.skipped)]))
     return collection
@@ -261,24 +261,27 @@ def scan_files(paths: list[str]) -> list[tuple[dict, tuple[bytes, np.ndarray]] |
 
 
 def _load_folders(normal_dir: str | None, abnormal_dir: str | None) -> ImageCollection:
-    if not normal_dir or not abnormal_dir:
+    """--normal-dir and, optionally, --abnormal-dir: without abnormal images a run trains, calibrates and exports
+    a detector but cannot evaluate it (run_experiments says so)."""
+    if not normal_dir:
         raise DatasetError(
-            "--dataset folder needs both --normal-dir and --abnormal-dir: folders of normal and "
-            "of abnormal images (searched recursively)."
+            "--dataset folder needs --normal-dir: a folder of normal images (searched recursively); add "
+            "--abnormal-dir, a folder of abnormal images, to evaluate the model."
         )
     folders = [
         ClassFolder(pathlib.Path(path), label, pathlib.Path(path).name)
-        for path, label in ((normal_dir, 0), (abnormal_dir, 1))
+        for path, label in ((normal_dir, 0), (abnormal_dir, 1)) if path
     ]
     for folder in folders:
         if not folder.path.is_dir():
             raise DatasetError(f"The {_FOLDER_FLAGS[folder.label]} folder '{folder.path}' does not exist.")
-    _refuse_overlap(*folders)
+    if len(folders) == 2:  # normals only (no --abnormal-dir): nothing to overlap
+        _refuse_overlap(*folders)
     collection = collect_class_folders(folders, "folder (--normal-dir, --abnormal-dir)", None)
     return with_both_labels(collection, lambda missing: (
         f"The {_FOLDER_FLAGS[missing]} folder '{folders[missing].path}' has no usable images "
         f"({', '.join(IMAGE_EXTENSIONS)}, searched recursively)."
-    ))
+    ), labels=[folder.label for folder in folders])
 
 
 def _refuse_overlap(normal: ClassFolder, abnormal: ClassFolder) -> None:

@@ -1,55 +1,83 @@
-"""SavedModel export: raw images in, score / error map / reconstruction / decision out.
+"""Deployable artefacts: raw images in, score / error map / reconstruction / decision out.
 
-The serving functions call the same `to_model_input` as the tf.data pipeline and the same
-detector (with its calibration weights) as evaluation, so a deployed model reproduces
-scores.csv. Only TensorFlow is needed to use it: `tf.saved_model.load(path).signatures[...]`.
+`ImageDetector` wraps the evaluated detector with training's own preprocessing (the decoder's
+intensity step `unit_range` and the pipeline's `to_model_input`), so model.keras and the
+SavedModel, which serves that same model, reproduce scores.csv from decoded image files of any
+bit depth. Importing this module registers every layer a run's model.keras holds, so it is the
+one import needed to load one. Using the SavedModel needs only TensorFlow.
 """
 
 import keras
 import tensorflow as tf
 
+import models.registry  # noqa: F401  (registers every model family's layers for keras.saving.load_model)
+from data.decode import unit_range
 from data.pipeline import to_model_input
 from evaluation.scoring import module_scorers
 
 SERVING_OUTPUTS = ("score", "is_anomalous", "error_map", "z_map", "anomaly_map", "reconstruction", "mse", "ssim_error")
 MODULE_OUTPUTS = ("score", "mse", "ssim_error", "error_zmax")  # per cascade module, as "<module>_score" etc.
+# Input dtype -> the bit depth training's decoder reports for such a file (floats are taken as already in [0, 1]).
+BIT_DEPTHS = {tf.uint8: 8, tf.uint16: 16}
+SIGNATURES = {"serving_default": tf.uint8, "serving_uint16": tf.uint16, "serving_float": tf.float32}
 
 
-def export_saved_model(detector, path, image_size):
-    """Write `path` with signatures `serving_default` (uint8 [N, H, W, C]) and `serving_float` ([0, 1] floats).
+@keras.saving.register_keras_serializable(package="bigan_ad")
+class ImageDetector(keras.Model):
+    """Images [N, H, W, C] (any H, W; C in 1..4) as decoded from files -> the serving outputs.
 
-    Any H, W and C in {1, 2, 3, 4} are accepted and resized to the training size. Outputs:
-    score (higher = more anomalous), is_anomalous (score >= stored threshold), error_map
-    (|x - x̂| at image_size, on the [-1, 1] model scale), z_map (the smoothed error standardised
-    per pixel by the training normals), anomaly_map (the localisation map: smoothed error relative
-    to the normals' typical error there), reconstruction (in [0, 1]), and the
+    The dtype says how the values were stored, and picks training's intensity step: uint8 is
+    divided by 255, uint16 stretched by each image's own min..max (a 12-bit scan in a 16-bit
+    PNG would otherwise come out nearly black, or overflow a uint8 path), floats are taken as
+    already in [0, 1]. Then grayscale, antialiased resize and [-1, 1] exactly as in training,
+    the detector with its calibration, and the outputs the SavedModel serves. No weights of its
+    own and no Lambda layer, so it saves to model.keras and loads with safe_mode=True.
+    """
+
+    def __init__(self, detector, **kwargs):
+        super().__init__(**kwargs)
+        self.detector = detector
+        self.built = True  # the detector is built; this model adds no weights
+
+    def call(self, images):
+        images = tf.convert_to_tensor(images)
+        if images.dtype in BIT_DEPTHS:
+            images = unit_range(tf.cast(images, tf.float32), BIT_DEPTHS[images.dtype])
+        elif not images.dtype.is_floating:
+            raise TypeError(f"Images must be uint8, uint16 or float in [0, 1]; got {images.dtype.name}.")
+        outputs = self.detector(to_model_input(images, self.detector.input_shape[1]), training=False)
+        names = [*SERVING_OUTPUTS, *(
+            f"{prefix}{name}" for _, prefix in module_scorers(self.detector).values() if prefix for name in MODULE_OUTPUTS
+        )]
+        outputs = {name: outputs[name] for name in names}
+        outputs["reconstruction"] = (outputs["reconstruction"][..., 0] + 1.0) / 2.0
+        threshold = self.detector.get_layer("score_combiner").threshold
+        outputs["threshold"] = tf.fill(tf.shape(outputs["score"]), tf.cast(threshold, tf.float32))
+        return outputs
+
+    def get_config(self):
+        return {"name": self.name, "detector": keras.saving.serialize_keras_object(self.detector)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.saving.deserialize_keras_object(config.pop("detector")), **config)
+
+
+def export_saved_model(image_detector, path):
+    """Write `path` with one signature per input dtype (SIGNATURES), each serving `image_detector`.
+
+    Outputs: score (higher = more anomalous), is_anomalous (score >= stored threshold), threshold,
+    error_map (|x - x̂| at the model's size, on the [-1, 1] model scale), z_map (the smoothed error
+    standardised per pixel by the training normals), anomaly_map (the localisation map: smoothed
+    error relative to the normals' typical error there), reconstruction (in [0, 1]), and the
     score's raw components mse and ssim_error; a cascade also returns each module's
     `<module>_score`, `<module>_mse`, `<module>_ssim_error` and `<module>_error_zmax`.
     """
-    names = [*SERVING_OUTPUTS, *(
-        f"{prefix}{name}" for _, prefix in module_scorers(detector).values() if prefix for name in MODULE_OUTPUTS
-    )]
-
-    def serve(images01):
-        outputs = detector(to_model_input(images01, image_size), training=False)
-        outputs = {name: outputs[name] for name in names}
-        outputs["reconstruction"] = (outputs["reconstruction"][..., 0] + 1.0) / 2.0
-        return outputs
-
-    def serve_uint8(images):
-        return serve(tf.cast(images, tf.float32) / 255.0)
-
     archive = keras.export.ExportArchive()
-    archive.track(detector)
-    archive.add_endpoint(
-        "serving_default",
-        serve_uint8,
-        input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8, name="images")],
-    )
-    archive.add_endpoint(
-        "serving_float",
-        serve,
-        input_signature=[tf.TensorSpec([None, None, None, None], tf.float32, name="images")],
-    )
+    archive.track(image_detector)
+    for name, dtype in SIGNATURES.items():
+        archive.add_endpoint(
+            name, image_detector.call, input_signature=[tf.TensorSpec([None, None, None, None], dtype, name="images")]
+        )
     archive.write_out(str(path), verbose=False)
     return path

@@ -168,8 +168,9 @@ def _to_rgb(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
 
 
-def _grid_row(image, error_map, error_scale, mask) -> tuple[np.ndarray, np.ndarray]:
-    """Heat map (RGB) of the error on the shared scale and its overlay on the input, mask outlined."""
+def error_overlay(image, error_map, error_scale, mask=None) -> tuple[np.ndarray, np.ndarray]:
+    """Heat map (RGB) of the error on the scale [0, error_scale] and its overlay on the grey input in [-1, 1]
+    (same size), mask outlined: one look for the error grid and for `predict`'s full-size overlays."""
     heat = error_heatmap(error_map, error_scale)
     overlay = cv2.addWeighted(_to_rgb(image), 0.5, heat, 0.5, 0)
     if mask is not None:
@@ -197,7 +198,7 @@ def plot_error_grid(images, reconstructions, error_maps, labels, scores, path, m
                              figsize=(1.7 * len(GRID_COLUMNS) + 1.2, 1.7 * len(chosen) + 0.6))
     for row, index in zip(axes, chosen):
         mask = None if masks is None else np.asarray(masks[index])
-        heat, overlay = _grid_row(images[index], error_maps[index], error_scale, mask)
+        heat, overlay = error_overlay(images[index], error_maps[index], error_scale, mask)
         row[0].imshow(images[index], cmap="gray", vmin=-1, vmax=1)
         row[1].imshow(reconstructions[index], cmap="gray", vmin=-1, vmax=1)
         row[2].imshow(heat)

@@ -63,10 +63,16 @@ def test_improved_bigan_split_smallest_dataset_fills_every_part():
     assert 3 in split.test and len(split.test) == 2
 
 
-@pytest.mark.parametrize("labels", [[0, 0, 1, 1], [0, 0, 0, 0, 0]])
-def test_improved_bigan_split_rejects_too_few_normals_or_no_abnormals(labels):
+@pytest.mark.parametrize("labels", [[0, 0, 1, 1], [0, 0]])
+def test_improved_bigan_split_rejects_too_few_normals(labels):
     with pytest.raises(DatasetError, match="at least 3 normal images and 1 abnormal"):
         make_split("improved_bigan", labelled(labels), seed=0)
+
+
+def test_improved_bigan_split_of_normals_only_holds_back_no_test_normals():
+    """Normals only (a folder without --abnormal-dir) trains and calibrates; there is nothing to evaluate."""
+    split = make_split("improved_bigan", labelled([0] * 40), seed=0)
+    assert len(split.test) == 0 and len(split.train) + len(split.validation) == 40
 
 
 def test_split_json_round_trip(collection, tmp_path):

@@ -169,8 +169,9 @@ def test_folder_source_searches_recursively(tmp_path):
 def test_folder_source_errors_name_the_folder(tmp_path):
     write_images(tmp_path / "good")
     write_bad_files(tmp_path / "defects")
-    with pytest.raises(DatasetError, match="--normal-dir and --abnormal-dir"):
-        load_dataset("folder", normal_dir=str(tmp_path / "good"))
+    with pytest.raises(DatasetError, match="needs --normal-dir"):
+        load_dataset("folder", abnormal_dir=str(tmp_path / "good"))
+    assert set(load_dataset("folder", normal_dir=str(tmp_path / "good")).labels) == {0}  # normals only: no evaluation
     with pytest.raises(DatasetError, match="--abnormal-dir folder .* does not exist"):
         load_dataset("folder", normal_dir=str(tmp_path / "good"), abnormal_dir=str(tmp_path / "x"))
     with pytest.raises(DatasetError, match="--abnormal-dir folder .* has no usable images"):

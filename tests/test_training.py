@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from evaluation.export import export_saved_model
+from evaluation.export import ImageDetector, export_saved_model
 from evaluation.scoring import build_detector
 from training.callbacks import TrainingDivergedError
 from training.checkpoints import TrainingCheckpoint
@@ -92,7 +92,7 @@ def test_mixed_precision_computes_in_bfloat16_and_keeps_weights_losses_and_score
     detector.save(tmp_path / "detector.keras")
     restored = keras.saving.load_model(tmp_path / "detector.keras", safe_mode=True)
     np.testing.assert_allclose(restored(fixed_batch)["score"], outputs["score"], rtol=1e-4, atol=1e-4)
-    export_saved_model(restored, tmp_path / "saved_model", 32)
+    export_saved_model(ImageDetector(restored), tmp_path / "saved_model")
     served = tf.saved_model.load(str(tmp_path / "saved_model")).signatures["serving_float"](
         images=tf.constant((fixed_batch + 1.0) / 2.0))
     assert served["score"].dtype == tf.float32 and np.all(np.isfinite(served["score"]))

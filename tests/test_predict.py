@@ -1,0 +1,165 @@
+"""Deployment: 8/12/16-bit files score as in training through the SavedModel, model.keras and `predict`."""
+
+import csv
+import json
+import pathlib
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import run_experiments
+from data.phantom import make_phantom
+from tests.test_cli import only_run, read_scores
+from tests.test_hostile_input import BAD, write_hostile_folder
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+KINDS = ("8bit.jpg", "8bit.png", "12bit.png", "16bit.png")
+
+
+def write_bit_depth_folders(root):
+    """Phantom slices (48 px) as 8-bit JPEG and PNG, a 12-bit scan stored as 16-bit PNG (values 200..3770, as a
+    scanner writes them) and a full-range 16-bit PNG, in turn; each kind lands among the abnormal (test) images."""
+    collection = make_phantom(40, 8, size=48, seed=1)  # 40 normals: 3 validation normals, the minimum
+    for position, (image, label) in enumerate(zip(collection.images, collection.labels)):
+        folder = root / ("abnormal" if label else "normal")
+        folder.mkdir(parents=True, exist_ok=True)
+        kind = KINDS[position % len(KINDS)]
+        stored = {"12bit.png": image.astype(np.uint16) * 14 + 200, "16bit.png": image.astype(np.uint16) * 257}
+        assert cv2.imwrite(str(folder / f"{position}_{kind}"), stored.get(kind, image))
+    return root / "normal", root / "abnormal"
+
+
+@pytest.fixture(scope="module")
+def bit_depth_run(tmp_path_factory):
+    normal, abnormal = write_bit_depth_folders(tmp_path_factory.mktemp("scans"))
+    out = tmp_path_factory.mktemp("runs")
+    assert run_experiments.main(["--dataset", "folder", "--normal-dir", str(normal), "--abnormal-dir", str(abnormal),
+                                 "--profile", "smoke", "--no-floor", "--out", str(out)]) == 0
+    run_dir = only_run(out)
+    rows = {row["path"]: float(row["score"]) for row in read_scores(run_dir)}
+    assert {kind for kind in KINDS if any(path.endswith(kind) for path in rows)} == set(KINDS)
+    return run_dir, (normal, abnormal), rows
+
+
+@pytest.fixture(scope="module")
+def predictions(bit_depth_run, tmp_path_factory):
+    run_dir, folders, _ = bit_depth_run
+    out = tmp_path_factory.mktemp("predictions")
+    assert run_experiments.main(["predict", str(run_dir), *map(str, folders), "--out", str(out)]) == 0
+    return out, read_csv(out / "predictions.csv")
+
+
+def read_csv(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_saved_model_scores_8_12_and_16_bit_files_as_training_did(bit_depth_run):
+    """Issue 11.1: decoded as the README says, a 12-bit scan in a 16-bit PNG scored 7.56 where scores.csv had -0.33;
+    serving_default refused uint16 and had no min..max stretch. serving_uint16 applies training's."""
+    run_dir, _, expected = bit_depth_run
+    signatures = tf.saved_model.load(str(run_dir / "saved_model")).signatures
+    for path, score in expected.items():
+        data = tf.io.read_file(path)
+        if path.endswith(("12bit.png", "16bit.png")):
+            served = signatures["serving_uint16"](images=tf.io.decode_png(data, dtype=tf.uint16)[None])
+        else:
+            served = signatures["serving_default"](images=tf.io.decode_image(data, expand_animations=False)[None])
+        assert float(served["score"][0]) == pytest.approx(score, rel=1e-3, abs=1e-3), path
+
+
+def test_model_keras_loads_with_one_import_and_scores_raw_images(bit_depth_run):
+    """Issue 11.2: model.keras took [-1, 1] model inputs (a uint8 image scored 254,578 instead of -13) and loading it
+    needed four project modules imported by hand. Now one import, raw uint8 / uint16 images, scores.csv's scores."""
+    run_dir, _, expected = bit_depth_run
+    paths = [path for path in expected if path.endswith(".png")]
+    script = (
+        "import json, sys, cv2, keras\n"
+        "import evaluation.export\n"
+        "model = keras.saving.load_model(sys.argv[1], safe_mode=True)\n"
+        "print(json.dumps([float(model(cv2.imread(p, cv2.IMREAD_UNCHANGED)[None, ..., None])['score'][0])"
+        " for p in sys.argv[2:]]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(run_dir / "model.keras"), *paths], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    scores = json.loads(result.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(scores, [expected[path] for path in paths], rtol=1e-3, atol=1e-3)
+
+
+def test_predict_reproduces_scores_csv_and_writes_overlays_at_original_size(bit_depth_run, predictions):
+    run_dir, _, expected = bit_depth_run
+    out, rows = predictions
+    by_path = {row["path"]: row for row in rows}
+    assert len(rows) == 48  # every file, trained on or not
+    np.testing.assert_allclose([float(by_path[path]["score"]) for path in expected], list(expected.values()),
+                               rtol=1e-3, atol=1e-3)
+    threshold = json.loads((run_dir / "metrics.json").read_text())["threshold"]
+    for row in rows:
+        assert float(row["threshold"]) == pytest.approx(threshold)
+        assert int(row["is_anomalous"]) == (float(row["score"]) >= float(row["threshold"]))
+        assert cv2.imread(row["overlay"]).shape == (48, 48, 3)  # the file's size, not the model's 32
+    assert read_csv(out / "skipped.csv") == []
+
+
+def test_a_12_bit_png_scores_the_same_in_evaluation_saved_model_and_predict(bit_depth_run, predictions):
+    run_dir, _, expected = bit_depth_run
+    serving = tf.saved_model.load(str(run_dir / "saved_model")).signatures["serving_uint16"]
+    predicted = {row["path"]: float(row["score"]) for row in predictions[1]}
+    twelve_bit = [path for path in expected if path.endswith("12bit.png")]
+    for path in twelve_bit:
+        served = float(serving(images=tf.io.decode_png(tf.io.read_file(path), dtype=tf.uint16)[None])["score"][0])
+        assert expected[path] == pytest.approx(served, rel=1e-3, abs=1e-3) == predicted[path]
+
+
+def test_predict_threshold_overrides_the_stored_one(bit_depth_run, tmp_path):
+    run_dir, (_, abnormal), _ = bit_depth_run
+    assert run_experiments.main(["predict", str(run_dir / "saved_model"), str(abnormal), "--threshold=-1e9",
+                                 "--out", str(tmp_path)]) == 0
+    rows = read_csv(tmp_path / "predictions.csv")
+    assert len(rows) == 8 and all(row["is_anomalous"] == "1" and float(row["threshold"]) == -1e9 for row in rows)
+
+
+def test_predict_skips_hostile_files_with_reasons_and_keeps_each_decoded_size(bit_depth_run, tmp_path):
+    run_dir = bit_depth_run[0]
+    folders = write_hostile_folder(tmp_path / "hostile")
+    assert run_experiments.main(["predict", str(run_dir), str(folders["normal"]), "--out", str(tmp_path / "out")]) == 0
+    reasons = {pathlib.Path(row["path"]).name: row["reason"] for row in read_csv(tmp_path / "out" / "skipped.csv")}
+    assert set(reasons) == set(BAD)
+    for name, expected in BAD.items():
+        assert reasons[name].startswith(expected), (name, reasons[name])
+    sizes = {pathlib.Path(row["path"]).name: cv2.imread(row["overlay"]).shape[:2]
+             for row in read_csv(tmp_path / "out" / "predictions.csv")}
+    assert len(sizes) == 14 and all(np.isfinite(float(row["score"])) for row in read_csv(tmp_path / "out" / "predictions.csv"))
+    assert sizes.pop("huge.jpg") == (1000, 1000)  # 8000 px decoded reduced by 8, as in training
+    assert set(sizes.values()) == {(64, 64)}
+
+
+def test_predict_usage_and_data_errors_exit_2(bit_depth_run, tmp_path, capsys):
+    run_dir = bit_depth_run[0]
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.png").write_bytes(b"not a picture")
+    assert run_experiments.main(["predict", str(tmp_path), str(tmp_path / "notes")]) == 2
+    assert "No SavedModel" in capsys.readouterr().err
+    assert run_experiments.main(["predict", str(run_dir), str(tmp_path / "missing.png")]) == 2
+    assert "neither a file nor a folder" in capsys.readouterr().err
+    assert run_experiments.main(["predict", str(run_dir), str(tmp_path / "notes"), "--out", str(tmp_path / "o")]) == 2
+    assert "No usable image" in capsys.readouterr().err
+
+
+def test_training_on_normals_only_exports_and_says_evaluation_needs_abnormal_images(tmp_path, capsys):
+    """--dataset folder without --abnormal-dir used to stop with exit 2 before training."""
+    normal, _ = write_bit_depth_folders(tmp_path / "scans")
+    out = tmp_path / "runs"
+    assert run_experiments.main(["--dataset", "folder", "--normal-dir", str(normal), "--profile", "smoke",
+                                 "--out", str(out)]) == 0  # floors included
+    assert "evaluation needs abnormal images" in capsys.readouterr().out
+    run_dir = next(out.glob("folder/improved_bigan/*"))
+    assert (run_dir / "saved_model" / "saved_model.pb").is_file() and (run_dir / "model.keras").is_file()
+    assert not (run_dir / "scores.csv").exists()
+    assert np.isfinite(json.loads((run_dir / "metrics.json").read_text())["threshold"])
+    assert run_experiments.main(["predict", str(run_dir), str(normal), "--out", str(tmp_path / "p")]) == 0
