@@ -9,6 +9,7 @@ import functools
 import json
 import os
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the user's way
 
@@ -218,13 +219,14 @@ def run(args, model, seed, category, strategy, named=True, floor=None, floor_var
     with strategy.scope():  # variables and optimizer slots are created per replica
         network = compiled_model(config)
     set_state(run_dir, "running")
+    started = time.perf_counter()
     history = fit(network, train_ds, normals_ds, preview, config, run_dir, verbose=1 if sys.stdout.isatty() else 2)
 
     detector = build_detector(network, size, config["architecture"]["channels"], config["score"])
     calibrate(detector, normals_ds, validation_ds, config["threshold_quantile"])
     threshold_label = f"threshold ({config['threshold_quantile']:.0%} quantile of validation normals)"
     metrics = evaluate(detector, collection, split, batch, run_dir, history, threshold_label,
-                       extra_metrics=floor_metrics(floor, floor_variants, config["score"]))
+                       extra_metrics=floor_metrics(floor, floor_variants, config["score"]), started=started)
     write_tensorboard_results(run_dir / "tensorboard", metrics, run_dir / "plots" / "roc.png", len(history))
     detector.save(run_dir / "model.keras")
     export_saved_model(detector, run_dir / "saved_model", size)
