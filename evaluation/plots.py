@@ -87,11 +87,12 @@ def _draw_rocs(ax: plt.Axes, curves, title) -> None:
 
 def roc_overlay_figure(panels) -> plt.Figure:
     """One ROC panel per dataset ({title: {model: (labels, scores)}}), every model's curve on it, so the
-    models' trade-offs compare at a glance; 20 distinct colours (16 models) and the legend below the axes."""
+    models' trade-offs compare at a glance; distinct colours (tab20 beyond 10 curves, as 16 models need; its
+    pairs of light and dark shades read as one colour when fewer would do) and the legend below the axes."""
     fig, axes = plt.subplots(1, len(panels), squeeze=False, layout="constrained",
                              figsize=(FIGSIZE[0] * len(panels), FIGSIZE[1] + 2.5))
     for ax, (title, curves) in zip(axes[0], panels.items()):
-        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
+        ax.set_prop_cycle(color=plt.get_cmap("tab10" if len(curves) <= 10 else "tab20").colors)
         _draw_rocs(ax, curves, title)
         ax.legend(fontsize=7, **LEGEND_BELOW)
     return fig
@@ -127,7 +128,8 @@ def auroc_comparison_figure(panels) -> plt.Figure:
             ax.axvline(best["auroc"], color=FLOOR_COLOUR, linestyle="--",
                        label=f"better floor: {best['label']} {best['auroc']:.3f}")
         ax.set_yticks(positions, [entry["label"] for entry in entries])
-        ax.set(xlim=(0, 1), ylim=(len(entries) - 0.5, -0.5), title=title, xlabel="test AUROC")
+        ax.set(xlim=(0, 1), ylim=(len(entries) - 0.5, -0.5), xlabel="test AUROC")
+        ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3, axis="x")
         ax.legend(fontsize=8, **LEGEND_BELOW)
     return fig
@@ -321,7 +323,7 @@ def plot_loss_curves(history: list[dict], path) -> Path:
     keys = list(dict.fromkeys(k for entry in history for k in entry if k not in ("epoch", "phase")))
     fig, (recon_ax, adv_ax) = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
     for ax in (recon_ax, adv_ax):  # 20 distinct colours: a cascade logs 15 terms
-        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
+        ax.set_prop_cycle(color=plt.get_cmap("tab10" if len(curves) <= 10 else "tab20").colors)
 
     recon_values = []
     for key in (k for k in keys if not is_adversarial(k)):

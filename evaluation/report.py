@@ -287,9 +287,10 @@ def _by_dataset(rows):
     return groups
 
 
-def _dataset_title(dataset, rows):
+def _paper_note(rows):
+    """Where one dataset's paper numbers come from, said wherever they are shown."""
     sources = {row["paper_source"] for row in rows} - {""}
-    return dataset + (f" (paper: {sources.pop()})" if sources else " (no paper numbers for this dataset)")
+    return f"paper: {sources.pop()}" if sources else "no paper numbers for this dataset"
 
 
 def console_table(rows):
@@ -300,13 +301,13 @@ def console_table(rows):
         table += [(model_label(row), _mean_std_cell(row, "auroc"), _interval_cell(row),
                    _number(row["average_precision_mean"]), _number(row["auroc_paper"]),
                    _number(row["minutes_mean"], 2)) for row in group]
-        blocks.append(_dataset_title(dataset, group) + "\n" + _table(table))
+        blocks.append(f"{dataset} ({_paper_note(group)})\n{_table(table)}")
     return "\n\n".join(blocks)
 
 
 def _comparison_panels(rows):
     """report.png's panels: one per dataset, one entry per row in report order."""
-    return {_dataset_title(dataset, group): [
+    return {f"{dataset}\n{_paper_note(group)}": [
         {"label": model_label(row), "auroc": row["auroc_mean"], "floor": row["floor"], "paper": row["auroc_paper"],
          "interval": (row["auroc_ci95_low"], row["auroc_ci95_high"])} for row in group]
         for dataset, group in _by_dataset(rows).items()}
@@ -361,7 +362,7 @@ def write_report(results, out_root):
             "and seeds, each with its own score (PCA reconstruction error, kNN distance). With the model's score: the "
             "same floors scored by the deep model's score variant (e.g. error_zmax), which separates what the score "
             "does from what the network learns.")
-    sources = "\n".join(f"- {_dataset_title(dataset, group)}" for dataset, group in _by_dataset(rows).items())
+    sources = "\n".join(f"- {dataset}: {_paper_note(group)}" for dataset, group in _by_dataset(rows).items())
     stem.with_suffix(".md").write_text(f"# Results\n\n{note}\n\n{sources}\n\n" + "\n".join(lines) + "\n")
     stem.with_suffix(".txt").write_text(console_table(rows) + "\n")
     plots.plot_auroc_comparison(_comparison_panels(rows), stem.with_suffix(".png"))
