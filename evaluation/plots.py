@@ -323,7 +323,7 @@ def plot_loss_curves(history: list[dict], path) -> Path:
     keys = list(dict.fromkeys(k for entry in history for k in entry if k not in ("epoch", "phase")))
     fig, (recon_ax, adv_ax) = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
     for ax in (recon_ax, adv_ax):  # 20 distinct colours: a cascade logs 15 terms
-        ax.set_prop_cycle(color=plt.get_cmap("tab10" if len(curves) <= 10 else "tab20").colors)
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
 
     recon_values = []
     for key in (k for k in keys if not is_adversarial(k)):
