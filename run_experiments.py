@@ -334,7 +334,8 @@ def main(argv=None):
         ]
         if len(results) > 1:
             report = write_report(results, args.out)
-            print(f"\nReport over {len(results)} runs: {report}.md and {report}.csv")
+            print(f"\nReport over {len(results)} runs:\n\n{report.with_suffix('.txt').read_text()}")
+            print(f"Tables and figures: {report}.md, .csv, .txt, .png and {report.parent}/report_roc.png")
     except (DatasetError, ModelNotAvailableError, PerceptualWeightsError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
