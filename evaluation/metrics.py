@@ -1,8 +1,8 @@
 """Image- and pixel-level metrics and decision thresholds (SPEC section 6).
 
-Thin wrappers around sklearn.metrics (and scipy.stats for the bootstrap) so every number in a report comes from a
-library implementation; this module only fixes conventions: label 1 = anomalous, higher score =
-more anomalous, and an image is flagged when ``score >= threshold``.
+Thin wrappers around sklearn.metrics (and scipy.stats for the bootstrap) so every number in a
+report comes from a library implementation; this module only fixes conventions: label 1 =
+anomalous, higher score = more anomalous, and an image is flagged when ``score >= threshold``.
 """
 
 from __future__ import annotations

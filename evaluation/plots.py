@@ -1,7 +1,9 @@
 """Diagnostic plots of a run (SPEC section 6), written as PNGs under a run's ``plots/``.
 
 Each function draws one self-explanatory figure (title, axis labels, legend, the decision
-threshold marked and named), saves it, closes it, and returns the path. Colours are fixed per
+threshold marked and named), saves it, closes it, and returns the path. The report's two figures
+(report.png, report_roc.png) are also built by `*_figure` functions that return the figure unsaved,
+so tests can check what it shows, not only that a PNG exists. Colours are fixed per
 meaning across plots: normal = blue, abnormal = orange, threshold = black.
 """
 

@@ -317,7 +317,8 @@ def _roc_panels(results, rows):
     """report_roc.png's panels: per dataset, each model's run with the call's first seed, in report order;
     runs without scores.csv are left out, and so is a dataset with none."""
     seed = results[0][0]["seed"]
-    first = {(dataset_label(config), config["model"]): run_dir for config, _, run_dir in results if config["seed"] == seed}
+    first = {(dataset_label(config), config["model"]): run_dir
+             for config, _, run_dir in results if config["seed"] == seed}
     panels = {}
     for dataset, group in _by_dataset(rows).items():
         curves = {model_label(row): run_scores(first[dataset, row["model"]]) for row in group

@@ -133,4 +133,5 @@ def test_bootstrap_interval_equals_sklearn_auroc_on_the_same_resamples():
     for _ in range(200):
         drawn = np.concatenate([draws.choice(group, size=len(group)) for group in groups])
         values.append(roc_auc_score(labels[drawn], scores[drawn]))
-    assert metrics.bootstrap_auroc_interval(labels, scores, resamples=200) == pytest.approx(tuple(np.percentile(values, [2.5, 97.5])))
+    expected = tuple(np.percentile(values, [2.5, 97.5]))
+    assert metrics.bootstrap_auroc_interval(labels, scores, resamples=200) == pytest.approx(expected)
