@@ -8,6 +8,7 @@ import json
 import pathlib
 import platform
 import shlex
+import time
 import shutil
 import subprocess
 import sys
@@ -174,6 +175,7 @@ def train_evaluate_export(args, config, collection, split, run_dir, strategy, fl
     with strategy.scope():  # variables and optimizer slots are created per replica
         network = compiled_model(config)
     set_state(run_dir, "running")
+    started = time.perf_counter()
     history = fit(network, train_ds, normals_ds, preview, config, run_dir, verbose=1 if sys.stdout.isatty() else 2)
 
     detector = build_detector(network, size, config["architecture"]["channels"], config["score"])
@@ -184,7 +186,7 @@ def train_evaluate_export(args, config, collection, split, run_dir, strategy, fl
         print(f"Evaluating on {len(split.test)} test images")
         threshold_label = f"threshold ({config['threshold_quantile']:.0%} quantile of validation normals)"
         metrics = evaluate(detector, collection, split, batch, run_dir, history, threshold_label,
-                           extra_metrics=floor_metrics(floor, floor_variants, config["score"]))
+                           extra_metrics=floor_metrics(floor, floor_variants, config["score"]), started=started)
         write_tensorboard_results(run_dir / "tensorboard", metrics, run_dir / "plots" / "roc.png", len(history))
     else:  # normals only: a calibrated detector to deploy, nothing to evaluate it against
         metrics = {"threshold": float(detector.get_layer("score_combiner").threshold.numpy())}
@@ -292,7 +294,8 @@ def execute(args):
         evaluated = [result for result in results if "auroc" in result[1]]
         if len(evaluated) > 1:
             report = write_report(evaluated, args.out)
-            print(f"\nReport over {len(evaluated)} runs: {report}.md and {report}.csv")
+            print(f"\nReport over {len(evaluated)} runs:\n\n{report.with_suffix('.txt').read_text()}")
+            print(f"Tables and figures: {report}.md, .csv, .txt, .png and {report.parent}/report_roc.png")
     except (DatasetError, ModelNotAvailableError, PerceptualWeightsError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE

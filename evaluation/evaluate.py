@@ -2,6 +2,7 @@
 
 import csv
 import json
+import time
 
 import numpy as np
 
@@ -61,13 +62,15 @@ def pixel_moments(detector, dataset, keys):
 
 
 def evaluate(detector, collection, split, batch_size, run_dir, history, threshold_label, per_class=4,
-             extra_metrics=None):
+             extra_metrics=None, started=None):
     """Score every test set of the split; write scores.csv, metrics.json and plots/; return the metrics.
 
     Flat keys describe split.test (for the CAE-D-GAN protocol its 100% set); `test_sets` holds the
     same metrics for each named test set, `module_auroc` each cascade module's AUROC, and
     `per_defect` each abnormal class's AUROC against the test normals. `extra_metrics` (e.g. the
-    floors' AUROCs on this split) are added as given.
+    floors' AUROCs on this split) are added as given. `started` (time.perf_counter() when training
+    began) gives `minutes`, the run's training and scoring wall time until metrics.json is written,
+    which the report averages per model to put a cost beside each AUROC.
     """
     size = detector.input_shape[1]
     test = split.test
@@ -104,6 +107,8 @@ def evaluate(detector, collection, split, batch_size, run_dir, history, threshol
         }
 
     metrics.update(extra_metrics or {})
+    if started is not None:
+        metrics["minutes"] = (time.perf_counter() - started) / 60
     extra_columns = module_columns + [c for columns in variant_columns.values() for c in columns]
     _write_scores(run_dir / "scores.csv", [collection.ids[i] for i in test], labels, outputs, threshold, extra_columns)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))

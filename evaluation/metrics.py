@@ -1,13 +1,14 @@
 """Image- and pixel-level metrics and decision thresholds (SPEC section 6).
 
-Thin wrappers around sklearn.metrics so every number in a report comes from a
-library implementation; this module only fixes conventions: label 1 = anomalous, higher score =
-more anomalous, and an image is flagged when ``score >= threshold``.
+Thin wrappers around sklearn.metrics (and scipy.stats for the bootstrap) so every number in a
+report comes from a library implementation; this module only fixes conventions: label 1 =
+anomalous, higher score = more anomalous, and an image is flagged when ``score >= threshold``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 from sklearn import metrics as skm
 
 # Candidate thresholds of the papers' sweep on min-max-normalised scores (CAE-D-GAN, Fig. 2).
@@ -45,17 +46,20 @@ def bootstrap_auroc_interval(labels, scores, resamples=BOOTSTRAP_RESAMPLES, conf
 
     The test images are resampled with replacement within each class (normals and abnormals
     separately), since the protocol fixes how many of each the test set holds; the RNG seed is
-    fixed so a report is reproducible.
+    fixed so a report is reproducible. Each resample's AUROC is the Mann-Whitney U of its abnormal
+    scores over its normal ones divided by the number of pairs, equal to sklearn's roc_auc_score
+    (ties count one half) but computed for all resamples in one call: roc_auc_score one resample at
+    a time took about 5 s a run, minutes for a 16-model, 3-seed report.
     """
     labels, scores = _labels_and_scores(labels, scores)
     if not _has_both_classes(labels):
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     groups = [np.flatnonzero(labels == label) for label in (0, 1)]
-    values = []
-    for _ in range(resamples):
-        drawn = np.concatenate([rng.choice(group, size=len(group)) for group in groups])
-        values.append(skm.roc_auc_score(labels[drawn], scores[drawn]))
+    normals, abnormals = (np.array(draws) for draws in
+                          zip(*([rng.choice(group, size=len(group)) for group in groups] for _ in range(resamples))))
+    u = stats.mannwhitneyu(scores[abnormals], scores[normals], axis=1, method="asymptotic").statistic
+    values = u / (len(groups[0]) * len(groups[1]))
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)

@@ -1,7 +1,9 @@
 """Diagnostic plots of a run (SPEC section 6), written as PNGs under a run's ``plots/``.
 
 Each function draws one self-explanatory figure (title, axis labels, legend, the decision
-threshold marked and named), saves it, closes it, and returns the path. Colours are fixed per
+threshold marked and named), saves it, closes it, and returns the path. The report's two figures
+(report.png, report_roc.png) are also built by `*_figure` functions that return the figure unsaved,
+so tests can check what it shows, not only that a PNG exists. Colours are fixed per
 meaning across plots: normal = blue, abnormal = orange, threshold = black.
 """
 
@@ -28,6 +30,7 @@ FIGSIZE = (6.0, 4.5)
 NORMAL_COLOUR = "tab:blue"
 ABNORMAL_COLOUR = "tab:orange"
 THRESHOLD_COLOUR = "black"
+OURS_COLOUR, FLOOR_COLOUR, PAPER_COLOUR = "tab:green", "grey", "black"  # the model comparison (report.png)
 MASK_COLOUR_RGB = (0, 255, 0)
 # Pale, line-free colours so phase shading never reads as a loss curve.
 PHASE_COLOURS = ("lightgrey", "navajowhite", "lightcyan", "thistle")
@@ -57,6 +60,12 @@ def plot_roc_curves(curves, path, title="ROC") -> Path:
     """Several ROC curves on one set of axes ({legend name: (labels, scores)}), e.g. one per cascade
     module or per test set (CAE-D-GAN Figs. 9-10); a curve whose labels hold one class is named as undefined."""
     fig, ax = plt.subplots(figsize=FIGSIZE)
+    _draw_rocs(ax, curves, title)
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def _draw_rocs(ax: plt.Axes, curves, title) -> None:
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance (AUROC 0.5)")
     single = len(curves) == 1
     for name, (labels, scores) in curves.items():
@@ -76,8 +85,66 @@ def plot_roc_curves(curves, path, title="ROC") -> Path:
     )
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    return _save(fig, path)
+
+
+def roc_overlay_figure(panels) -> plt.Figure:
+    """One ROC panel per dataset ({title: {model: (labels, scores)}}), every model's curve on it, so the
+    models' trade-offs compare at a glance; distinct colours (tab20 beyond 10 curves, as 16 models need; its
+    pairs of light and dark shades read as one colour when fewer would do) and the legend below the axes."""
+    fig, axes = plt.subplots(1, len(panels), squeeze=False, layout="constrained",
+                             figsize=(FIGSIZE[0] * len(panels), FIGSIZE[1] + 2.5))
+    for ax, (title, curves) in zip(axes[0], panels.items()):
+        ax.set_prop_cycle(color=plt.get_cmap("tab10" if len(curves) <= 10 else "tab20").colors)
+        _draw_rocs(ax, curves, title)
+        ax.legend(fontsize=7, **LEGEND_BELOW)
+    return fig
+
+
+def auroc_comparison_figure(panels) -> plt.Figure:
+    """One panel per dataset, one line per model, ranked best at the top: our mean AUROC over seeds as a
+    point with its 95 % bootstrap interval as whiskers, the paper's AUROC as a hollow diamond, the
+    floors in grey and the better floor's AUROC as a dashed vertical line, so whether a model beats
+    the classical floor, and the paper, reads off without a table.
+
+    panels: {title: [{"label", "auroc", "interval": (low, high), "paper", "floor": bool}, ...]}, best first.
+    """
+    rows = max(len(entries) for entries in panels.values())
+    fig, axes = plt.subplots(1, len(panels), squeeze=False, layout="constrained",
+                             figsize=(FIGSIZE[0] * len(panels), 1.8 + 0.32 * rows))
+    for ax, (title, entries) in zip(axes[0], panels.items()):
+        positions = np.arange(len(entries))
+        for floor, colour, name in ((False, OURS_COLOUR, "ours: mean over seeds, 95 % bootstrap interval"),
+                                    (True, FLOOR_COLOUR, "classical floor, same split")):
+            chosen = [i for i, entry in enumerate(entries) if entry["floor"] == floor]
+            if chosen:
+                auroc = np.array([entries[i]["auroc"] for i in chosen])
+                whiskers = np.abs(np.array([entries[i]["interval"] for i in chosen]).T - auroc)
+                ax.errorbar(auroc, positions[chosen], xerr=whiskers, fmt="o", color=colour, capsize=3, label=name)
+        papers = [(entry["paper"], y) for entry, y in zip(entries, positions) if not np.isnan(entry["paper"])]
+        if papers:
+            ax.plot(*zip(*papers), "D", markerfacecolor="none", color=PAPER_COLOUR, linestyle="none",
+                    label="paper's AUROC")
+        floors = [entry for entry in entries if entry["floor"] and not np.isnan(entry["auroc"])]
+        if floors:
+            best = max(floors, key=lambda entry: entry["auroc"])
+            ax.axvline(best["auroc"], color=FLOOR_COLOUR, linestyle="--",
+                       label=f"better floor: {best['label']} {best['auroc']:.3f}")
+        ax.set_yticks(positions, [entry["label"] for entry in entries])
+        ax.set(xlim=(0, 1), ylim=(len(entries) - 0.5, -0.5), xlabel="test AUROC")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+        # A fixed gap under the axes (borderaxespad is in font sizes): a panel of 3 rows is too short
+        # for LEGEND_BELOW's fraction of the axes height to clear the x label.
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0), borderaxespad=4.5, ncol=2)
+    return fig
+
+
+def plot_roc_overlay(panels, path) -> Path:
+    return _save(roc_overlay_figure(panels), path)
+
+
+def plot_auroc_comparison(panels, path) -> Path:
+    return _save(auroc_comparison_figure(panels), path)
 
 
 def plot_f1_confidence(labels, scores, threshold, path) -> Path:

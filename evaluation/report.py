@@ -1,4 +1,4 @@
-"""Run summaries: the papers' reference numbers, end-of-run tables, report.md/csv, final TensorBoard entries."""
+"""Run summaries: the papers' reference numbers, end-of-run tables, report.md/csv/txt/png, final TensorBoard entries."""
 
 import csv
 import math
@@ -7,6 +7,7 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
+from evaluation import plots
 from evaluation.metrics import BOOTSTRAP_RESAMPLES, bootstrap_auroc_interval
 from models.registry import FLOOR_NAMES
 
@@ -33,11 +34,19 @@ _ROWS = {  # model: (brain_mri Table I, mvtec_ad bottle Table II, plant_village 
     "cvae": ((0.810, 0.773, 0.928, 0.789, 0.853, 0.695), (0.781, 0.739, 0.888, 0.748, 0.808, 0.669),
              (0.410, 0.711, 0.896, 0.773, 0.831, 0.550)),
 }
-# Improved BiGAN paper (Das et al.), Tables I-III; MVTec AD numbers are for the `bottle` category.
+# Improved BiGAN paper (Das et al.), Tables I-III, by the dataset label they stand beside. Table II is
+# MVTec AD's `bottle` only. Table III's "Plant Disease dataset" is healthy vs diseased leaves with no
+# species named, so it stands beside plant_village with every species pooled (no --category), not
+# beside one species: a single species is an easier, different task.
+PAPER_SOURCES = {
+    "brain_mri": "Improved BiGAN Table I, brain MRI",
+    "mvtec_ad-bottle": "Improved BiGAN Table II, MVTec AD bottle",
+    "plant_village": "Improved BiGAN Table III, Plant Disease, all species pooled",
+}
 PAPER_RESULTS = {
     (model, dataset): dict(zip(TABLE_COLUMNS, row))
     for model, rows in _ROWS.items()
-    for dataset, row in zip(("brain_mri", "mvtec_ad-bottle", "plant_village"), rows)
+    for dataset, row in zip(PAPER_SOURCES, rows)
 }
 # CAE-D-GAN paper, Table 3 (precision, recall, F1, AUROC, PSNR, SSIM). The paper does not say which
 # of its three chest X-ray datasets the table is for, so it stands beside all three.
@@ -52,6 +61,7 @@ _CHEST_ROWS = {
 PAPER_RESULTS.update({
     (model, f"chest_xray_{n}"): dict(zip(_CHEST_COLUMNS, row)) for model, row in _CHEST_ROWS.items() for n in (1, 2, 3)
 })
+PAPER_SOURCES.update({f"chest_xray_{n}": "CAE-D-GAN Table 3, chest X-ray, dataset not stated" for n in (1, 2, 3)})
 # CAE-D-GAN paper, Figure 9: module AUROCs (modules 1, 2, 3) on chest X-ray dataset 1 per test set.
 PAPER_MODULE_AUROC = {
     "25": (0.92, 0.87, 0.84), "50": (0.91, 0.90, 0.84), "75": (0.92, 0.93, 0.86), "100": (0.91, 0.90, 0.85),
@@ -59,10 +69,11 @@ PAPER_MODULE_AUROC = {
 PAPER_RESULTS[("cae_d_gan", "chest_xray_1")].update(
     {f"module_{index}_auroc": value for index, value in enumerate(PAPER_MODULE_AUROC["100"], start=1)}
 )
+PAPER_SOURCES["chest_xray_1"] += "; module AUROCs Fig. 9, dataset 1"
 _SUMMARY_ROWS = (*TABLE_COLUMNS, "balanced_accuracy", "average_precision", "threshold", "oracle_accuracy", "pixel_auroc",
                  "psnr", "ssim", "psnr_normal", "psnr_abnormal", "ssim_normal", "ssim_abnormal")
 REPORT_COLUMNS = (*TABLE_COLUMNS, "balanced_accuracy", "average_precision", "oracle_accuracy", "pixel_auroc", "psnr",
-                  "ssim")
+                  "ssim", "minutes")
 
 
 def dataset_label(config):
@@ -72,6 +83,11 @@ def dataset_label(config):
 def paper_reference(config):
     """The papers' numbers for this model and dataset, or None where the papers report none."""
     return PAPER_RESULTS.get((config["model"], dataset_label(config)))
+
+
+def paper_source(config):
+    """Which paper, table and dataset the numbers beside this run come from; None where there are none."""
+    return PAPER_SOURCES[dataset_label(config)] if paper_reference(config) else None
 
 
 def _table(rows):
@@ -85,7 +101,7 @@ def summary_table(metrics, config):
     """Plain-text tables of the headline metrics with the papers' numbers beside ours where they exist;
     then module AUROCs and the per-test-set AUROCs when the run has them."""
     reference = paper_reference(config) or {}
-    rows = [("metric", "ours", "paper" if reference else "")]
+    rows = [("metric", "ours", f"paper ({paper_source(config)})" if reference else "")]
     for name in _SUMMARY_ROWS:
         if name in metrics:
             flags_all = name == "oracle_accuracy" and metrics.get("oracle_flags_all")
@@ -99,7 +115,7 @@ def summary_table(metrics, config):
     test_sets = metrics.get("test_sets") or {"all": metrics}
     modules = list(metrics.get("module_auroc", {}))
     if len(test_sets) > 1 or modules:
-        paper_modules = config["model"] == "cae_d_gan" and config["dataset"].startswith("chest_xray")
+        paper_modules = (config["model"], dataset_label(config)) == ("cae_d_gan", "chest_xray_1")  # Fig. 9's dataset
         header = ("test set", "auroc", *(f"{m} auroc" for m in modules), *(["paper (Fig. 9, dataset 1)"] if paper_modules else []))
         rows = [header]
         for name, values in test_sets.items():
@@ -164,14 +180,20 @@ def report_columns(results):
     return (*REPORT_COLUMNS, *modules)
 
 
-def run_auroc_interval(run_dir):
-    """A run's bootstrap AUROC interval from its scores.csv labels and scores; (nan, nan) without the file."""
+def run_scores(run_dir):
+    """(labels, scores) of a run's test images from its scores.csv, or None without the file."""
     path = pathlib.Path(run_dir) / "scores.csv"
     if not path.is_file():
-        return float("nan"), float("nan")
+        return None
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return bootstrap_auroc_interval([int(row["label"]) for row in rows], [float(row["score"]) for row in rows])
+    return [int(row["label"]) for row in rows], [float(row["score"]) for row in rows]
+
+
+def run_auroc_interval(run_dir):
+    """A run's bootstrap AUROC interval from its scores.csv; (nan, nan) without the file."""
+    scored = run_scores(run_dir)
+    return bootstrap_auroc_interval(*scored) if scored else (float("nan"), float("nan"))
 
 
 def _add_better_floor(rows):
@@ -185,8 +207,17 @@ def _add_better_floor(rows):
         row["auroc_minus_floor"] = row["auroc_mean"] - row["better_floor_auroc"]
 
 
+def _by_auroc(rows):
+    """Datasets in the order they ran; within each, the highest mean AUROC first and rows without one last,
+    so a reader finds the ranking, and where the floors fall in it, without sorting by eye."""
+    order = list(dict.fromkeys(row["dataset"] for row in rows))
+    return sorted(rows, key=lambda row: (order.index(row["dataset"]), math.isnan(row["auroc_mean"]),
+                                         -np.nan_to_num(row["auroc_mean"])))
+
+
 def report_rows(results):
-    """One row per (dataset, model): mean and std over seeds of the report columns, the paper's numbers,
+    """One row per (dataset, model), ranked by AUROC within each dataset: mean and std over seeds of the
+    report columns (minutes: each run's training and scoring time), the paper's numbers and their source,
     the 95 % bootstrap AUROC interval (mean of the per-seed bounds) and, for deep models, the better floor."""
     columns = report_columns(results)
     groups = {}
@@ -194,8 +225,9 @@ def report_rows(results):
         groups.setdefault((dataset_label(config), config["model"]), []).append((config, metrics, run_dir))
     rows = []
     for (dataset, model), runs in groups.items():
-        row = {"dataset": dataset, "model": model, "seeds": ",".join(str(c["seed"]) for c, _, _ in runs),
-               "runs": " ".join(str(d) for _, _, d in runs)}
+        row = {"dataset": dataset, "model": model, "floor": model in FLOOR_NAMES,
+               "seeds": ",".join(str(c["seed"]) for c, _, _ in runs), "runs": " ".join(str(d) for _, _, d in runs),
+               "paper_source": paper_source(runs[0][0]) or ""}
         reference = paper_reference(runs[0][0]) or {}
         for column in columns:
             row[f"{column}_mean"], row[f"{column}_std"] = _mean_std([_report_values(m).get(column) for _, m, _ in runs])
@@ -211,7 +243,28 @@ def report_rows(results):
         row["same_score_floor"], row["same_score_floor_auroc"] = best, same.get(best, float("nan"))
         rows.append(row)
     _add_better_floor(rows)
-    return rows
+    return _by_auroc(rows)
+
+
+def model_label(row):
+    """The model's name, marked when it is a classical floor, as every table and figure shows it."""
+    return row["model"] + (" (floor)" if row["floor"] else "")
+
+
+def _number(value, digits=3):
+    return "–" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _mean_std_cell(row, column):
+    mean, std = row[f"{column}_mean"], row[f"{column}_std"]
+    return _number(mean) + (f" ± {std:.3f}" if len(row["seeds"].split(",")) > 1 and not math.isnan(mean) else "")
+
+
+def _markdown_cell(row, column):
+    text, paper = _mean_std_cell(row, column), row[f"{column}_paper"]
+    if column == "oracle_accuracy" and row["oracle_flags_all_runs"]:  # accuracy = the abnormal share
+        text += f" [flags every image in {row['oracle_flags_all_runs']} of {len(row['seeds'].split(','))} runs]"
+    return text + ("" if math.isnan(paper) else f" ({paper:.3f})")
 
 
 def _interval_cell(row):
@@ -226,8 +279,59 @@ def _floor_cell(row, prefix="better_floor"):
     return f"{row[prefix]} {auroc:.3f} ({row['auroc_mean'] - auroc:+.3f})"
 
 
+def _by_dataset(rows):
+    """{dataset: its rows} in report order."""
+    groups = {}
+    for row in rows:
+        groups.setdefault(row["dataset"], []).append(row)
+    return groups
+
+
+def _paper_note(rows):
+    """Where one dataset's paper numbers come from, said wherever they are shown."""
+    sources = {row["paper_source"] for row in rows} - {""}
+    return f"paper: {sources.pop()}" if sources else "no paper numbers for this dataset"
+
+
+def console_table(rows):
+    """The report in a terminal's 100 columns, one block per dataset: what a reader checks first."""
+    blocks = []
+    for dataset, group in _by_dataset(rows).items():
+        table = [("model", "AUROC", "95% CI", "AP", "paper AUROC", "minutes")]
+        table += [(model_label(row), _mean_std_cell(row, "auroc"), _interval_cell(row),
+                   _number(row["average_precision_mean"]), _number(row["auroc_paper"]),
+                   _number(row["minutes_mean"], 2)) for row in group]
+        blocks.append(f"{dataset} ({_paper_note(group)})\n{_table(table)}")
+    return "\n\n".join(blocks)
+
+
+def _comparison_panels(rows):
+    """report.png's panels: one per dataset, one entry per row in report order."""
+    return {f"{dataset}\n{_paper_note(group)}": [
+        {"label": model_label(row), "auroc": row["auroc_mean"], "floor": row["floor"], "paper": row["auroc_paper"],
+         "interval": (row["auroc_ci95_low"], row["auroc_ci95_high"])} for row in group]
+        for dataset, group in _by_dataset(rows).items()}
+
+
+def _roc_panels(results, rows):
+    """report_roc.png's panels: per dataset, each model's run with the call's first seed, in report order;
+    runs without scores.csv are left out, and so is a dataset with none."""
+    seed = results[0][0]["seed"]
+    first = {(dataset_label(config), config["model"]): run_dir
+             for config, _, run_dir in results if config["seed"] == seed}
+    panels = {}
+    for dataset, group in _by_dataset(rows).items():
+        curves = {model_label(row): run_scores(first[dataset, row["model"]]) for row in group
+                  if (dataset, row["model"]) in first}
+        curves = {name: scored for name, scored in curves.items() if scored}
+        if curves:
+            panels[f"{dataset}, seed {seed}"] = curves
+    return panels
+
+
 def write_report(results, out_root):
-    """report.md + report.csv for a multi-model / multi-seed / multi-category call; returns their path stem."""
+    """report.md, .csv, .txt (the console table), .png (AUROC per model) and report_roc.png (ROC of every
+    model, first seed) for a multi-model / multi-seed / multi-category call; returns their path stem."""
     rows = report_rows(results)
     labels = {row["dataset"] for row in rows}
     datasets = {config["dataset"] for config, _, _ in results}
@@ -240,28 +344,30 @@ def write_report(results, out_root):
         writer.writeheader()
         writer.writerows(rows)
 
-    def cell(row, column):
-        mean, std, paper = row[f"{column}_mean"], row[f"{column}_std"], row[f"{column}_paper"]
-        text = "–" if math.isnan(mean) else f"{mean:.3f}" + (f" ± {std:.3f}" if len(row["seeds"].split(",")) > 1 else "")
-        if column == "oracle_accuracy" and row["oracle_flags_all_runs"]:  # accuracy = the abnormal share
-            text += f" [flags every image in {row['oracle_flags_all_runs']} of {len(row['seeds'].split(','))} runs]"
-        return text + ("" if math.isnan(paper) else f" ({paper:.3f})")
-
     columns = report_columns(results)
     extra = ("auroc 95% CI", "better floor (auroc, model − floor)", "better floor with the model's score")
     lines = ["| dataset | model | seeds | " + " | ".join((*columns, *extra)) + " |",
              "|---|---|---|" + "---|" * (len(columns) + len(extra))]
-    lines += [f"| {row['dataset']} | {row['model']} | {row['seeds']} | "
-              + " | ".join([*(cell(row, c) for c in columns), _interval_cell(row), _floor_cell(row),
+    lines += [f"| {row['dataset']} | {model_label(row)} | {row['seeds']} | "
+              + " | ".join([*(_markdown_cell(row, c) for c in columns), _interval_cell(row), _floor_cell(row),
                                 _floor_cell(row, "same_score_floor")]) + " |"
               for row in rows]
-    note = ("Mean ± std over seeds; the paper's own number, where it reports one, in parentheses. "
+    note = ("Rows are ranked by mean AUROC within each dataset; (floor) marks the classical floors. "
+            "Mean ± std over seeds; the paper's own number, where it reports one, in parentheses. "
             "Thresholded metrics use the validation-normal threshold; oracle_accuracy is the papers' test-set sweep. "
+            "minutes: a run's wall time for training and scoring the test set (not plots or export; a resumed "
+            "run counts its last call only). "
             f"auroc 95% CI: percentile bootstrap over {BOOTSTRAP_RESAMPLES} resamples of each run's test images "
             "(with replacement, within each class; fixed RNG seed) from its scores.csv; over several seeds, the mean "
             "of the per-seed bounds. better floor: the higher-AUROC classical floor (pca, knn) on the same dataset "
             "and seeds, each with its own score (PCA reconstruction error, kNN distance). With the model's score: the "
             "same floors scored by the deep model's score variant (e.g. error_zmax), which separates what the score "
             "does from what the network learns.")
-    stem.with_suffix(".md").write_text("# Results\n\n" + note + "\n\n" + "\n".join(lines) + "\n")
+    sources = "\n".join(f"- {dataset}: {_paper_note(group)}" for dataset, group in _by_dataset(rows).items())
+    stem.with_suffix(".md").write_text(f"# Results\n\n{note}\n\n{sources}\n\n" + "\n".join(lines) + "\n")
+    stem.with_suffix(".txt").write_text(console_table(rows) + "\n")
+    plots.plot_auroc_comparison(_comparison_panels(rows), stem.with_suffix(".png"))
+    roc_panels = _roc_panels(results, rows)
+    if roc_panels:
+        plots.plot_roc_overlay(roc_panels, stem.with_name("report_roc.png"))
     return stem

@@ -1,6 +1,7 @@
 """The classical floors (pca, knn): exact against sklearn / brute force, saved and reloaded, run from the CLI
 beside a deep model, and reported with a bootstrap interval and the better floor."""
 
+import csv
 import json
 import pathlib
 
@@ -188,7 +189,13 @@ def test_report_rows_hold_the_interval_and_the_better_floor(floors_and_deep_run)
     best = max(same, key=same.get)
     assert deep_row.endswith(f"| {best} {same[best]:.3f} ({metrics['improved_bigan']['auroc'] - same[best]:+.3f}) |")
     for name in ("pca", "knn"):
-        row = next(line for line in markdown.splitlines() if line.startswith(f"| phantom | {name} |"))
+        row = next(line for line in markdown.splitlines() if line.startswith(f"| phantom | {name} (floor) |"))
         low, high = (float(value) for value in row.split(" | ")[-3].split("–"))
         assert low <= metrics[name]["auroc"] <= high and row.endswith("| – | – |")
     assert "1000 resamples" in markdown
+    # minutes: each run's own wall time, recorded in metrics.json and carried into the report
+    with open(out / "phantom" / "report.csv") as handle:
+        minutes = {row["model"]: float(row["minutes_mean"]) for row in csv.DictReader(handle)}
+    assert minutes == {name: pytest.approx(metrics[name]["minutes"]) for name in runs}
+    assert 0 < minutes["pca"] < minutes["improved_bigan"]  # fitting a PCA is quicker than two training phases
+    assert {"report.txt", "report.png", "report_roc.png"} <= {path.name for path in (out / "phantom").iterdir()}

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from evaluation import metrics
 
@@ -120,3 +121,17 @@ def test_reconstruction_quality_missing_class_and_perfect_reconstruction():
     result = metrics.reconstruction_quality([math.inf, 30.0], [1.0, 0.9], np.zeros(2))
     assert result["psnr_normal"] == math.inf  # tf.image.psnr of a zero MSE, reported as is
     assert math.isnan(result["psnr_abnormal"]) and math.isnan(result["ssim_abnormal"])
+
+
+def test_bootstrap_interval_equals_sklearn_auroc_on_the_same_resamples():
+    """The vectorised Mann-Whitney AUROC must give roc_auc_score's numbers, ties included."""
+    rng = np.random.default_rng(5)
+    labels = np.repeat([0, 1], [30, 20])
+    scores = np.round(rng.normal(size=50) + labels, 1)  # rounded: many ties
+    draws, groups = np.random.default_rng(0), [np.flatnonzero(labels == label) for label in (0, 1)]
+    values = []
+    for _ in range(200):
+        drawn = np.concatenate([draws.choice(group, size=len(group)) for group in groups])
+        values.append(roc_auc_score(labels[drawn], scores[drawn]))
+    expected = tuple(np.percentile(values, [2.5, 97.5]))
+    assert metrics.bootstrap_auroc_interval(labels, scores, resamples=200) == pytest.approx(expected)

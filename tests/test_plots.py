@@ -124,3 +124,25 @@ def test_cascade_loss_curves_put_gan_terms_in_the_adversarial_panel_with_distinc
     assert len(adversarial) == 12
     assert len({line.get_color() for line in adversarial}) == 12  # no colour repeats
     assert not plots.is_adversarial("recon_loss") and plots.is_adversarial("d_loss") and plots.is_adversarial("adv_loss")
+
+
+def test_auroc_comparison_without_interval_paper_or_floor_draws_the_points_only():
+    nan = float("nan")
+    figure = plots.auroc_comparison_figure({"phantom": [
+        {"label": "improved_bigan", "auroc": 0.8, "interval": (nan, nan), "paper": nan, "floor": False},
+        {"label": "vae", "auroc": 0.6, "interval": (0.5, 0.7), "paper": nan, "floor": False},
+    ]})
+    (ax,) = figure.axes
+    _, labels = ax.get_legend_handles_labels()
+    assert labels == ["ours: mean over seeds, 95 % bootstrap interval"]  # no paper marker, no floor line
+    assert list(ax.containers[0].lines[0].get_xdata()) == [0.8, 0.6]
+
+
+def test_roc_overlay_gives_each_of_16_models_its_own_colour_in_one_panel_per_dataset(scored):
+    labels, scores = scored
+    models = {f"model_{i}": (labels, scores + i * labels) for i in range(16)}
+    figure = plots.roc_overlay_figure({"brain_mri, seed 0": models, "phantom, seed 0": dict(list(models.items())[:2])})
+    brain, phantom = figure.axes
+    curves = [line for line in brain.get_lines() if line.get_label().startswith("model_")]
+    assert len(curves) == 16 and len({line.get_color() for line in curves}) == 16
+    assert len([line for line in phantom.get_lines() if line.get_label().startswith("model_")]) == 2

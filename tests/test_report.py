@@ -1,11 +1,14 @@
-"""Run summaries: report.md/csv over seeds and models, the end-of-run tables, config resolution."""
+"""Run summaries: report.md/csv/txt/png over seeds and models, the end-of-run tables, config resolution."""
 
 import csv
 import math
 
+import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
-from evaluation.report import report_rows, summary_table, write_report
+from evaluation import plots
+from evaluation.report import console_table, report_rows, summary_table, write_report
 from models.config import ConfigError
 from training.profiles import resolve_config
 
@@ -13,6 +16,19 @@ from training.profiles import resolve_config
 def result(model, seed, auroc, dataset="brain_mri"):
     config = {"model": model, "dataset": dataset, "category": None, "seed": seed}
     return config, {"auroc": auroc, "accuracy": 0.5, "f1": 0.4}, f"runs/{model}/{seed}"
+
+
+def scored_result(tmp_path, model, seed, shift, dataset="brain_mri", minutes=1.0):
+    """A finished run on disk: scores.csv with 30 normals and 20 abnormals whose scores sit `shift` higher."""
+    rng = np.random.default_rng(seed)
+    labels = np.array([0] * 30 + [1] * 20)
+    scores = rng.normal(size=labels.size) + shift * labels
+    run_dir = tmp_path / dataset / model / f"seed{seed}"
+    run_dir.mkdir(parents=True)
+    lines = [f"img{i},{label},{score}" for i, (label, score) in enumerate(zip(labels, scores))]
+    (run_dir / "scores.csv").write_text("\n".join(["path,label,score", *lines]) + "\n")
+    config = {"model": model, "dataset": dataset, "category": None, "seed": seed}
+    return config, {"auroc": roc_auc_score(labels, scores), "average_precision": 0.5, "minutes": minutes}, run_dir
 
 
 def test_report_averages_seeds_per_model_and_shows_the_paper(tmp_path):
@@ -76,3 +92,117 @@ def test_report_gives_cascade_module_aurocs_beside_figure_9(tmp_path):
     assert math.isnan(single["module_1_auroc_mean"])
     markdown = write_report(results, tmp_path).with_suffix(".md").read_text()
     assert "module_3_auroc" in markdown and "0.840 ± 0.020 (0.910)" in markdown
+
+
+def test_report_ranks_rows_by_auroc_within_each_dataset_and_marks_the_floors(tmp_path):
+    results = [result("pca", 0, 0.70), result("improved_bigan", 0, 0.90), result("knn", 0, 0.75),
+               result("bigan", 0, 0.60), result("pca", 0, 0.85, dataset="chest_xray_1"),
+               result("cae_d_gan", 0, 0.80, dataset="chest_xray_1"), result("cae", 0, float("nan"))]
+    rows = report_rows(results)
+    assert [(row["dataset"], row["model"], row["floor"]) for row in rows] == [
+        ("brain_mri", "improved_bigan", False), ("brain_mri", "knn", True), ("brain_mri", "pca", True),
+        ("brain_mri", "bigan", False), ("brain_mri", "cae", False),  # no AUROC: last, not first
+        ("chest_xray_1", "pca", True), ("chest_xray_1", "cae_d_gan", False)]
+    markdown = write_report(results, tmp_path).with_suffix(".md").read_text()
+    table = [line for line in markdown.splitlines() if line.startswith("| brain_mri")]
+    assert [line.split(" | ")[1] for line in table] == ["improved_bigan", "knn (floor)", "pca (floor)", "bigan", "cae"]
+
+
+def test_minutes_are_the_mean_over_each_models_runs(tmp_path):
+    results = [scored_result(tmp_path, "improved_bigan", seed, 1.0, minutes=minutes)
+               for seed, minutes in ((0, 2.0), (1, 4.0))]
+    results.append(scored_result(tmp_path, "pca", 0, 0.5, minutes=0.05))
+    rows = {row["model"]: row for row in report_rows(results)}
+    assert rows["improved_bigan"]["minutes_mean"] == pytest.approx(3.0)
+    assert rows["improved_bigan"]["minutes_std"] == pytest.approx(1.0)
+    assert rows["pca"]["minutes_mean"] == pytest.approx(0.05)
+    stem = write_report(results, tmp_path)
+    header, _, deep, floor = stem.with_suffix(".md").read_text().splitlines()[-4:]
+    column = header.split(" | ").index("minutes")
+    assert deep.split(" | ")[column] == "3.000 ± 1.000" and floor.split(" | ")[column] == "0.050"
+    with open(stem.with_suffix(".csv")) as handle:
+        assert {row["model"]: float(row["minutes_mean"]) for row in csv.DictReader(handle)} == pytest.approx(
+            {"improved_bigan": 3.0, "pca": 0.05})
+
+
+def test_console_table_is_the_written_report_txt_and_fits_100_columns(tmp_path):
+    results = [scored_result(tmp_path, model, seed, shift, minutes=12.5)
+               for seed in (0, 1) for model, shift in (("knn", 0.5), ("improved_bigan", 2.0), ("vq_vae", 1.0))]
+    rows = report_rows(results)
+    text = console_table(rows)
+    stem = write_report(results, tmp_path)
+    assert stem.with_suffix(".txt").read_text() == text + "\n"
+    lines = text.splitlines()
+    assert lines[0] == "brain_mri (paper: Improved BiGAN Table I, brain MRI)"
+    assert lines[1].split() == ["model", "AUROC", "95%", "CI", "AP", "paper", "AUROC", "minutes"]
+    assert [line.split()[0] for line in lines[3:]] == ["improved_bigan", "vq_vae", "knn"]
+    best = rows[0]
+    assert lines[3].split() == [
+        "improved_bigan", f"{best['auroc_mean']:.3f}", "±", f"{best['auroc_std']:.3f}",
+        f"{best['auroc_ci95_low']:.3f}–{best['auroc_ci95_high']:.3f}", "0.500", "0.892", "12.50"]
+    assert lines[5].split()[:2] == ["knn", "(floor)"] and lines[5].split()[-2] == "–"  # no paper number for a floor
+    assert max(map(len, lines)) <= 100
+
+
+def test_report_png_shows_each_model_with_its_interval_the_paper_and_the_better_floor(tmp_path, monkeypatch):
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append((fig, path)) or save(fig, path))
+    results = [scored_result(tmp_path, model, 0, shift) for model, shift in
+               (("pca", 0.3), ("knn", 0.8), ("improved_bigan", 2.0), ("cae_d_gan", 1.2))]
+    results += [scored_result(tmp_path, "pca", 0, 0.5, dataset="chest_xray_1")]
+    stem = write_report(results, tmp_path)
+    figure, path = figures[0]
+    assert path == stem.with_suffix(".png") and path.stat().st_size > 0
+    brain, chest = figure.axes
+    assert brain.get_title() == "brain_mri\npaper: Improved BiGAN Table I, brain MRI"
+    assert chest.get_title() == "chest_xray_1\nno paper numbers for this dataset"
+    rows = [row for row in report_rows(results) if row["dataset"] == "brain_mri"]
+    assert [label.get_text() for label in brain.get_yticklabels()] == ["improved_bigan", "cae_d_gan", "knn (floor)",
+                                                                      "pca (floor)"]
+    ours, floors = brain.containers  # one error-bar set for the deep models, one for the floors
+    assert list(ours.lines[0].get_xdata()) == pytest.approx([rows[0]["auroc_mean"], rows[1]["auroc_mean"]])
+    assert list(floors.lines[0].get_xdata()) == pytest.approx([rows[2]["auroc_mean"], rows[3]["auroc_mean"]])
+    whiskers = ours.lines[2][0].get_segments()[0]  # improved_bigan's interval
+    assert [point[0] for point in whiskers] == pytest.approx([rows[0]["auroc_ci95_low"], rows[0]["auroc_ci95_high"]])
+    handles, labels = brain.get_legend_handles_labels()
+    paper = handles[labels.index("paper's AUROC")]
+    assert list(paper.get_xdata()) == pytest.approx([0.892])  # Table I; cae_d_gan has no brain MRI number
+    better = rows[2]["auroc_mean"]
+    floor_line = handles[labels.index(f"better floor: knn (floor) {better:.3f}")]
+    assert list(floor_line.get_xdata()) == pytest.approx([better, better])
+
+
+def test_report_roc_overlays_one_curve_per_model_from_the_first_seed(tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append((fig, path)) or path)
+    results = [scored_result(tmp_path, model, seed, shift + seed)
+               for seed in (3, 4) for model, shift in (("pca", 0.3), ("knn", 0.8), ("improved_bigan", 2.0))]
+    stem = write_report(results, tmp_path)
+    figure, path = figures[1]
+    assert path == stem.with_name("report_roc.png")
+    (ax,) = figure.axes
+    assert ax.get_title() == "brain_mri, seed 3"
+    curves = [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("chance")]
+    first_seed = {config["model"]: metrics["auroc"] for config, metrics, _ in results if config["seed"] == 3}
+    assert curves == [f"improved_bigan (AUROC {first_seed['improved_bigan']:.3f})",
+                      f"knn (floor) (AUROC {first_seed['knn']:.3f})", f"pca (floor) (AUROC {first_seed['pca']:.3f})"]
+
+
+@pytest.mark.parametrize("dataset, source", [
+    ("chest_xray_1", "paper (CAE-D-GAN Table 3, chest X-ray, dataset not stated; module AUROCs Fig. 9, dataset 1)"),
+    ("chest_xray_3", "paper (CAE-D-GAN Table 3, chest X-ray, dataset not stated)"),
+])
+def test_summary_table_labels_the_paper_column_and_shows_figure_9_for_its_dataset_only(dataset, source):
+    sets = {name: {"auroc": 0.8, "module_auroc": {"module_1": 0.6}} for name in ("25", "100")}
+    text = summary_table({**sets["100"], "precision": 0.9, "test_sets": sets},
+                         {"model": "cae_d_gan", "dataset": dataset, "category": None})
+    assert text.splitlines()[0].endswith("  " + source)
+    assert ("paper (Fig. 9, dataset 1)" in text) == (dataset == "chest_xray_1")
+
+
+def test_plant_village_paper_numbers_stand_beside_the_pooled_species_only():
+    pooled = summary_table({"auroc": 0.9}, {"model": "improved_bigan", "dataset": "plant_village", "category": None})
+    assert "paper (Improved BiGAN Table III, Plant Disease, all species pooled)" in pooled and "0.939" in pooled
+    tomato = summary_table({"auroc": 0.9}, {"model": "improved_bigan", "dataset": "plant_village", "category": "Tomato"})
+    assert "paper" not in tomato and "0.939" not in tomato
