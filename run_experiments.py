@@ -187,7 +187,7 @@ def main(argv=None):
     if argv[:1] == ["predict"]:  # a subcommand with its own arguments (evaluation/predict.py)
         from evaluation.predict import main as predict  # noqa: PLC0415
 
-        return predict(argv[1:])
+        return predict(argv[1:], quiet_tensorflow)
     args = parse_args(argv)
     with quiet_tensorflow(args.verbose):
         import experiment  # noqa: PLC0415 (TensorFlow, only once the arguments are known to be good)

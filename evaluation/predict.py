@@ -11,6 +11,7 @@ TensorFlow is imported after the arguments are parsed, so `predict --help` is in
 """
 
 import argparse
+import contextlib
 import csv
 import pathlib
 import sys
@@ -34,11 +35,15 @@ def parse_args(argv):
     parser.add_argument("images", nargs="+", help="image files and folders (folders are searched recursively)")
     parser.add_argument("--out", default="predictions", help="folder for predictions.csv, skipped.csv and overlays/")
     parser.add_argument("--threshold", type=float, help="decision threshold (default: the one stored in the model)")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines and warnings")
     return parser.parse_args(argv)
 
 
-def main(argv):
+def main(argv, quiet_tensorflow=None):
+    """`quiet_tensorflow(verbose)`: the training command's context manager that hides TensorFlow's log lines."""
     args = parse_args(argv)
+    with (quiet_tensorflow or contextlib.nullcontext)(args.verbose):
+        import tensorflow  # noqa: F401, PLC0415 (loaded here, once the arguments are known to be good)
     try:
         predict(args.model, args.images, pathlib.Path(args.out), args.threshold)
     except PredictError as error:
