@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+import experiment
 import run_experiments
 from data import download as downloads
 from data.describe import describe
@@ -188,14 +189,17 @@ def test_a_chest_run_splits_by_cae_d_gan_before_training(tmp_path, monkeypatch):
         for name, n in zip(("NORMAL", "COVID19", "PNEUMONIA"), sizes):
             write_pngs(tmp_path / "Data" / split / name, n)
 
-    def stop_before_training(config):
+    out = tmp_path / "runs"
+    written = {}
+
+    def stop_before_training(config):  # an interrupted start removes its run folder: read split.json first
+        written["split"] = json.loads(next(out.glob("chest_xray_2/improved_bigan/*/split.json")).read_text())
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(run_experiments, "compiled_model", stop_before_training)
-    out = tmp_path / "runs"
+    monkeypatch.setattr(experiment, "compiled_model", stop_before_training)
     argv = ["--dataset", "chest_xray_2", "--data-dir", str(tmp_path), "--profile", "smoke", "--no-floor", "--out", str(out)]
-    assert run_experiments.main(argv) == run_experiments.EXIT_INTERRUPTED
-    split = json.loads(next(out.glob("chest_xray_2/improved_bigan/*/split.json")).read_text())
+    assert run_experiments.main(argv) == experiment.EXIT_INTERRUPTED
+    split = written["split"]
     assert split["protocol"] == "cae_d_gan" and list(split["test_sets"]) == ["25", "50", "75", "100"]
     assert len(split["train"]) + len(split["validation"]) == 30 and split["test"] == split["test_sets"]["100"]
     normals = [{e["path"] for e in entries if e["label"] == 0} for entries in split["test_sets"].values()]
