@@ -320,14 +320,18 @@ def _log_scale_if_wide(ax: plt.Axes, values: list[float]) -> None:
 
 
 def plot_loss_curves(history: list[dict], path) -> Path:
-    """Two panels: reconstruction terms over all epochs with the phases shaded and their
-    boundaries dashed; adversarial terms over the epochs that have them (sparse ones, e.g. a
-    discriminator trained every 5th epoch, as markers only)."""
+    """Reconstruction terms over all epochs, several phases shaded and their boundaries dashed;
+    beside them, when any were logged, the adversarial terms over the epochs that have them (sparse
+    ones, e.g. a discriminator trained every 5th epoch, as markers only). A model without an
+    adversary (an autoencoder) gets one panel, not an empty second one."""
     if not history:
         raise ValueError("The loss history is empty; plot it after at least one epoch.")
     keys = list(dict.fromkeys(k for entry in history for k in entry if k not in ("epoch", "phase")))
-    fig, (recon_ax, adv_ax) = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
-    for ax in (recon_ax, adv_ax):  # 20 distinct colours: a cascade logs 15 terms
+    adversarial_keys = [k for k in keys if is_adversarial(k)]
+    fig, axes = plt.subplots(1, 2 if adversarial_keys else 1, figsize=(12, 5) if adversarial_keys else (7, 5),
+                             layout="constrained", squeeze=False)
+    recon_ax = axes[0, 0]
+    for ax in axes[0]:  # 20 distinct colours: a cascade logs 15 terms
         ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
 
     recon_values = []
@@ -336,30 +340,26 @@ def plot_loss_curves(history: list[dict], path) -> Path:
         recon_ax.plot(epochs, values, linewidth=2.2 if key == "recon_loss" else 1.1, label=key)
         recon_values += values
     spans = _phase_spans(history)
-    for number, (phase, start, end) in enumerate(spans, start=1):
+    for number, (phase, start, end) in enumerate(spans if len(spans) > 1 else [], start=1):
         recon_ax.axvspan(start, end, color=PHASE_COLOURS[(number - 1) % len(PHASE_COLOURS)], alpha=0.4,
                          label=f"phase {number}: {phase}")
         if number > 1:
             recon_ax.axvline(start, color="grey", linestyle="--", linewidth=1)
-    recon_ax.set(title="Reconstruction losses", xlabel="epoch", ylabel="loss")
+    recon_ax.set(title="Reconstruction losses" if adversarial_keys else "Training losses", xlabel="epoch", ylabel="loss")
     _log_scale_if_wide(recon_ax, recon_values)
     recon_ax.grid(alpha=0.3)
     recon_ax.legend(fontsize=8, **LEGEND_BELOW)
+    if not adversarial_keys:
+        return _save(fig, path)
 
-    adversarial_keys = [k for k in keys if is_adversarial(k)]
+    adv_ax = axes[0, 1]
     adv_epochs = {entry["epoch"] for entry in history if any(k in entry for k in adversarial_keys)}
     for key in adversarial_keys:
         epochs, values = _series(history, key)
         dense = len(epochs) == len(adv_epochs)
         adv_ax.plot(epochs, values, marker="o", markersize=3 if dense else 6,
                     linestyle="-" if dense else "none", label=key if dense else f"{key} (trained epochs only)")
-    if adversarial_keys:
-        adv_ax.set(xlabel="epoch", ylabel="loss")
-        adv_ax.grid(alpha=0.3)
-        adv_ax.legend(fontsize=8, **LEGEND_BELOW)
-    else:
-        adv_ax.text(0.5, 0.5, "no adversarial phase yet", ha="center", va="center", fontsize=12, color="grey")
-        adv_ax.set_xticks([])
-        adv_ax.set_yticks([])
-    adv_ax.set_title("Adversarial losses (generator and discriminator)")
+    adv_ax.set(title="Adversarial losses (generator and discriminator)", xlabel="epoch", ylabel="loss")
+    adv_ax.grid(alpha=0.3)
+    adv_ax.legend(fontsize=8, **LEGEND_BELOW)
     return _save(fig, path)

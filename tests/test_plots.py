@@ -89,6 +89,16 @@ def test_loss_curves_reconstruction_phase_only(tmp_path):
     assert _read_png(path).shape[1] > 600
 
 
+def test_loss_curves_of_a_model_without_adversary_have_one_panel_and_no_phase_shading(tmp_path, monkeypatch):
+    history = [{"epoch": e, "phase": "reconstruction", "loss": 1 / e, "kl": 0.1 * e} for e in range(1, 6)]
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    plots.plot_loss_curves(history, tmp_path / "loss.png")
+    (ax,) = figures[0].axes
+    assert ax.get_title() == "Training losses" and not ax.patches
+    assert {line.get_label() for line in ax.get_lines()} == {"loss", "kl"}
+
+
 def test_loss_curves_both_phases_with_sparse_discriminator(tmp_path):
     history = [{"epoch": e, "phase": "reconstruction", "recon_loss": 1 / e} for e in range(1, 6)]
     for e in range(6, 21):
