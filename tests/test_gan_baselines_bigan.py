@@ -1,22 +1,19 @@
 """The plain BiGAN family (bigan, egbad, efficient_gan): who learns in which step, inference-mode BatchNorm,
 saving, the losses, Zenati's score terms, weight averaging, settings, and one smoke run of all three."""
 
-import csv
 import json
-import pathlib
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import run_experiments
-from data.phantom import make_phantom
 from evaluation.scoring import build_detector, score_batches
 from models.bigan import BiGAN
 from models.registry import build_model
 from training.losses import bigan_losses
-from training.profiles import DATA, resolve_config
+from training.profiles import resolve_config
+from tests.smoke_runs import check_served_scores, smoke_runs_fixture
 
 MODELS = ("bigan", "egbad", "efficient_gan")
 NETWORKS = ("encoder", "generator", "discriminator")
@@ -183,31 +180,16 @@ def test_settings_follow_the_papers():
     assert all(c["beta_1"] == 0.5 for c in papers.values())
 
 
-@pytest.fixture(scope="module")
-def bigan_runs(tmp_path_factory):
-    """One smoke call training all three on the phantom (no floors): {model: run dir}."""
-    out = tmp_path_factory.mktemp("runs")
-    assert run_experiments.main(["--model", ",".join(MODELS), "--profile", "smoke", "--no-floor", "--out", str(out)]) == 0
-    runs = {json.loads(path.read_text())["model"]: path.parent for path in pathlib.Path(out).glob("*/*/*/config.json")}
-    assert set(runs) == set(MODELS)
-    return runs
+bigan_runs = smoke_runs_fixture(MODELS)  # one smoke call training all three on the phantom
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_saved_model_reproduces_scores_csv(bigan_runs, name):
-    run_dir = bigan_runs[name]
-    serving = tf.saved_model.load(str(run_dir / "saved_model")).signatures["serving_default"]
-    collection = make_phantom(DATA["smoke"]["phantom_normals"], DATA["smoke"]["phantom_abnormals"], seed=0)
-    index = {identifier: position for position, identifier in enumerate(collection.ids)}
-    with open(run_dir / "scores.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    images = np.stack([collection.images[index[row["path"]]] for row in rows])[..., None]
-    np.testing.assert_allclose(serving(images=tf.constant(images))["score"].numpy(),
-                               [float(row["score"]) for row in rows], rtol=1e-3, atol=1e-3)
+    rows = check_served_scores(bigan_runs[name])
     for column in ("score_feature", "score_zenati_fm", "score_zenati_ce"):  # every variant beside the default
         assert np.all(np.isfinite([float(row[column]) for row in rows])), column
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = json.loads((bigan_runs[name] / "metrics.json").read_text())
     assert set(metrics["score_variants"]) >= {"error_zmax", "feature", "zenati_fm", "zenati_ce"}
     assert all(np.isfinite(value) for value in metrics["score_variants"].values())
-    history = json.loads((run_dir / "history.json").read_text())
+    history = json.loads((bigan_runs[name] / "history.json").read_text())
     assert [record["phase"] for record in history] == ["adversarial"] and np.isfinite(history[0]["d_loss"])
