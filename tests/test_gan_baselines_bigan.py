@@ -11,6 +11,7 @@ import tensorflow as tf
 from evaluation.scoring import build_detector, score_batches
 from models.bigan import BiGAN
 from models.registry import build_model
+from training.callbacks import StopOnNonFinite, TrainingDivergedError
 from training.losses import bigan_losses
 from training.profiles import resolve_config
 from tests.smoke_runs import check_served_scores, smoke_runs_fixture
@@ -193,3 +194,24 @@ def test_saved_model_reproduces_scores_csv(bigan_runs, name):
     assert all(np.isfinite(value) for value in metrics["score_variants"].values())
     history = json.loads((bigan_runs[name] / "history.json").read_text())
     assert [record["phase"] for record in history] == ["adversarial"] and np.isfinite(history[0]["d_loss"])
+
+
+def test_a_non_finite_loss_stops_training_with_the_divergence_message(fixed_batch, tmp_path):
+    model = tiny_model()
+    broken = fixed_batch.copy()
+    broken[0, 0, 0, 0] = np.nan
+    with pytest.raises(TrainingDivergedError, match="Training diverged: .* became nan in epoch 1, step 1"):
+        model.fit(tf.data.Dataset.from_tensors(broken), epochs=1, verbose=0, shuffle=False,
+                  callbacks=[StopOnNonFinite(tmp_path)])
+
+
+def test_trains_and_scores_in_float32_under_mixed_precision(fixed_batch):
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = tiny_model()
+        logs = model.train_step(tf.constant(fixed_batch))
+        _, reconstruction, terms = model.score_pairs(tf.constant(fixed_batch))["bigan"]
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert all(np.isfinite(float(value)) for value in logs.values())
+    assert reconstruction.dtype == "float32" and all(value.dtype == "float32" for value in terms.values())
