@@ -103,8 +103,13 @@ class Autoencoder(keras.Model):
     def compile(self, optimizer):
         super().compile()
         self.autoencoder_optimizer = optimizer
-        optimizer.build(self.trainable_variables)  # eagerly, so checkpoints restore slots before step 1
+        optimizer.build(self.autoencoder_variables)  # eagerly, so checkpoints restore slots before step 1
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.LOSS_TERMS}
+
+    @property
+    def autoencoder_variables(self):
+        """What the optimizer trains: every weight (a BiGAN leaves its discriminator to its own optimizer)."""
+        return self.trainable_variables
 
     def get_compile_config(self):
         return None  # the optimizer is rebuilt by configure; a saved model carries weights only
@@ -132,7 +137,7 @@ class Autoencoder(keras.Model):
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             terms = self.loss_terms(images)
-        variables = self.trainable_variables
+        variables = self.autoencoder_variables
         self.autoencoder_optimizer.apply_gradients(zip(replica_gradients(tape, terms["loss"], variables), variables))
         for name, value in terms.items():
             self.trackers[name].update_state(value)

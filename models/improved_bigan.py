@@ -11,10 +11,11 @@ import tensorflow as tf
 from keras import layers
 
 from models.config import ConfigError
-from models.layers import OUTPUT_DTYPE, conv_block, image_output, up_block
+from models.layers import OUTPUT_DTYPE, conv_block, image_output, pair_discriminator, up_block
 from training.batchnorm import precise_batchnorm
 from training.distribution import replica_gradients
 from training.losses import ReconstructionLoss, bigan_losses, build_perceptual_extractor
+from training.adversarial import PairAdversary
 from training.schedule import TwoPhaseSchedule
 
 # Architectures. `paper` follows the paper where it speaks (128x128 grayscale, SE attention, residual
@@ -94,29 +95,12 @@ def build_generator(config):
 
 
 def build_discriminator(config):
-    """(x, z) -> logit: flattened image features concatenated with the processed latent code.
-
-    No BatchNorm here: batches hold only real or only fake pairs, which BatchNorm would leak.
-    """
-    size, channels = config["image_size"], config["channels"]
-    images = keras.Input((size, size, channels), name="image")
-    latent = keras.Input((config["latent_dim"],), name="latent")
-    x = images
-    for index, filters in enumerate(config["discriminator_filters"]):
-        x = conv_block(x, filters, f"disc{index}", batch_norm=False)
-    x = layers.Flatten(name="image_features")(x)
-    z = layers.Dense(config["latent_units"], name="latent_dense")(latent)
-    z = layers.LeakyReLU(0.2, name="latent_act")(z)
-    joint = layers.Concatenate(name="joint")([layers.Dropout(config["dropout"])(x), layers.Dropout(config["dropout"])(z)])
-    joint = layers.Dense(config["joint_units"], name="joint_dense")(joint)
-    joint = layers.LeakyReLU(0.2, name="joint_act")(joint)
-    joint = layers.Dropout(config["dropout"], name="joint_dropout")(joint)
-    logit = layers.Dense(1, name="logit", dtype=OUTPUT_DTYPE)(joint)
-    return keras.Model([images, latent], logit, name="discriminator")
+    """(x, z) -> logit: the image-latent pair discriminator (models.layers.pair_discriminator)."""
+    return pair_discriminator(config)
 
 
 @keras.saving.register_keras_serializable(package="bigan_ad")
-class ImprovedBiGAN(keras.Model):
+class ImprovedBiGAN(PairAdversary, keras.Model):
     """Owns encoder, generator and discriminator; `train_step` is the paper's two-phase update.
 
     The phase is plain Python state set once per epoch by `training.schedule.TwoPhaseSchedule`
@@ -249,25 +233,6 @@ class ImprovedBiGAN(keras.Model):
         else:
             self._autoencoder_update(images, adversarial=False)
         return {name: self.trackers[name].result() for name in logged}
-
-    def _pairs_logits(self, images, training):
-        """Discriminator logits for real pairs (x, E(x)) and fake pairs (G(z), z), z ~ N(0, I)."""
-        latent_real = self.encoder(images, training=training)
-        noise = tf.random.normal((tf.shape(images)[0], self.config["latent_dim"]))
-        fake_images = self.generator(noise, training=training)
-        real = self.discriminator([images, latent_real], training=True)
-        fake = self.discriminator([fake_images, noise], training=True)
-        return real, fake
-
-    def _discriminator_update(self, images):
-        with tf.GradientTape() as tape:
-            real, fake = self._pairs_logits(images, training=True)
-            d_loss, _ = bigan_losses(real, fake)
-        variables = self.discriminator.trainable_variables
-        self.discriminator_optimizer.apply_gradients(zip(replica_gradients(tape, d_loss, variables), variables))
-        self.trackers["d_loss"].update_state(d_loss)
-        self.trackers["d_real"].update_state(tf.reduce_mean(tf.sigmoid(real)))
-        self.trackers["d_fake"].update_state(tf.reduce_mean(tf.sigmoid(fake)))
 
     def _autoencoder_update(self, images, adversarial):
         """One encoder+generator step on the reconstruction loss (plus the BiGAN term when adversarial)."""

@@ -108,6 +108,34 @@ def image_output(x, channels):
                                   dtype=OUTPUT_DTYPE)(x)
 
 
+def pair_discriminator(config, features=False):
+    """(x, z) -> logit: the BiGAN discriminator of image-latent pairs (Improved BiGAN and the plain BiGAN family).
+
+    Flattened strided-conv image features concatenated with the processed latent code, a joint
+    dense layer, then the logit. No BatchNorm: batches hold only real or only fake pairs, which
+    BatchNorm would leak. With `features`, the network also returns the joint layer's activations
+    (float32), the f_D(x, z) of Zenati et al.'s feature-matching anomaly score.
+    """
+    size, channels = config["image_size"], config["channels"]
+    images = keras.Input((size, size, channels), name="image")
+    latent = keras.Input((config["latent_dim"],), name="latent")
+    x = images
+    for index, filters in enumerate(config["discriminator_filters"]):
+        x = conv_block(x, filters, f"disc{index}", batch_norm=False)
+    x = layers.Flatten(name="image_features")(x)
+    z = layers.Dense(config["latent_units"], name="latent_dense")(latent)
+    z = layers.LeakyReLU(0.2, name="latent_act")(z)
+    joint = layers.Concatenate(name="joint")([layers.Dropout(config["dropout"])(x), layers.Dropout(config["dropout"])(z)])
+    joint = layers.Dense(config["joint_units"], name="joint_dense")(joint)
+    features_out = layers.LeakyReLU(0.2, name="joint_act")(joint)
+    joint = layers.Dropout(config["dropout"], name="joint_dropout")(features_out)
+    logit = layers.Dense(1, name="logit", dtype=OUTPUT_DTYPE)(joint)
+    if not features:
+        return keras.Model([images, latent], logit, name="discriminator")
+    features_out = layers.Activation("linear", name="features", dtype=OUTPUT_DTYPE)(features_out)  # float32 under bf16
+    return keras.Model([images, latent], [logit, features_out], name="discriminator")
+
+
 def up_block(x, filters, name, se_ratio=8):
     """Transposed conv (x2) then an SE-refined 3x3 conv added back residually (Improved BiGAN Fig. 3).
 

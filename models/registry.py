@@ -8,17 +8,21 @@ finish_training / train_step, which is all the trainer, the detector and the exp
 optionally a class attribute `score_variants` (extra score variants built on its extra terms). The classical floors
 (models/floors.py) share one module, so each is registered with a namespace holding those settings;
 they learn in one pass (fit_normals) instead of train_step. The autoencoder baselines (autoencoders.py,
-vae.py, vq_vae.py) are registered the same way: one namespace per model over shared presets and schedule.
+vae.py, vq_vae.py) and the plain BiGAN family (bigan.py: bigan, egbad, efficient_gan) are registered the
+same way: one namespace per model over shared presets.
 """
 
 import types
 
-from models import autoencoders, cae_d_gan, floors, improved_bigan, vae, vq_vae
+from models import autoencoders, bigan, cae_d_gan, floors, improved_bigan, vae, vq_vae
 from models.config import ConfigError
 from models.names import FLOOR_NAMES, MODEL_NAMES  # noqa: F401 (FLOOR_NAMES: re-exported for the callers)
 
 FAMILIES = {
     "improved_bigan": types.SimpleNamespace(module=improved_bigan, model_class=improved_bigan.ImprovedBiGAN),
+    "bigan": types.SimpleNamespace(module=bigan.BIGAN_FAMILY, model_class=bigan.BiGAN),
+    "egbad": types.SimpleNamespace(module=bigan.EGBAD_FAMILY, model_class=bigan.BiGAN),
+    "efficient_gan": types.SimpleNamespace(module=bigan.EFFICIENT_GAN_FAMILY, model_class=bigan.BiGAN),
     "fcae": types.SimpleNamespace(module=autoencoders.FCAE_FAMILY, model_class=autoencoders.FCAutoencoder),
     "cae": types.SimpleNamespace(module=autoencoders.CAE_FAMILY, model_class=autoencoders.ConvAutoencoder),
     "vae": types.SimpleNamespace(module=vae.VAE_FAMILY, model_class=vae.VAE),

@@ -1,0 +1,175 @@
+"""The plain BiGAN family: `bigan` (Donahue et al. 2017) and Zenati et al. 2018's BiGAN detector as the
+CAE-D-GAN paper names it twice, `egbad` and `efficient_gan`.
+
+One network for all three: an encoder E (x -> z), a generator G (z -> x) and a discriminator D(x, z)
+of image-latent pairs, trained by the BiGAN game alone: each step one D update (real pairs (x, E(x))
+against fake pairs (G(z), z), z ~ N(0, I)), then one E+G update on the flipped labels. Nothing
+trains G(E(x)) to equal x; reconstruction is what the BiGAN's inversion gives. Unlike the Improved
+BiGAN there is no reconstruction loss, SE attention, residual generator or second phase.
+
+Scores: the image against G(E(x)) like every model, and three per-image terms from `score_pairs`:
+- `l1_error` = ‖x − G(E(x))‖₁ (Zenati's L_G, the L1 norm over pixels),
+- `feature_distance` = ‖f_D(x, E(x)) − f_D(G(E(x)), E(x))‖₁, f_D the discriminator's layer before
+  the logit (Zenati's feature-matching L_D),
+- `discriminator_error` = σ(D(x, E(x)), 1), the cross-entropy of calling the real pair real
+  (Zenati's other L_D: the discriminator's doubt that x is normal data).
+Variants: `feature` (the D-feature term alone), `zenati_fm` and `zenati_ce`, Zenati's
+A(x) = α·L_G + (1 − α)·L_D with α = 0.9 (the authors' code: weight 0.1 on L_D, "as in the original
+AnoGAN paper") and the feature-matching or cross-entropy L_D. The three models differ only in their
+settings (README "Design decisions", "Plain BiGAN family"): `egbad` defaults to `zenati_ce` and
+`efficient_gan` to `zenati_fm` in `--profile paper`, at the CAE-D-GAN paper's 128×128 and 256×256.
+"""
+
+import types
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from models.autoencoders import Autoencoder, validate_conv_architecture
+from models.layers import conv_decoder, conv_encoder, pair_discriminator
+from training.adversarial import PairAdversary
+from training.distribution import replica_gradients
+from training.losses import bigan_losses
+from training.schedule import SinglePhaseSchedule
+
+# Architectures. DCGAN-style conv encoder and generator (models.layers), the Improved BiGAN's pair
+# discriminator. `paper`: latent 200 and D's 512 latent / 1024 joint units and dropout 0.5 as Zenati's
+# code (Donahue et al. also use a 200-d latent); the conv widths as the Improved BiGAN's presets.
+PRESETS = {
+    "paper": {"image_size": 128, "channels": 1, "latent_dim": 200, "filters": [32, 64, 128, 256, 512],
+              "discriminator_filters": [32, 64, 128, 256], "latent_units": 512, "joint_units": 1024, "dropout": 0.5},
+    "quick": {"image_size": 64, "channels": 1, "latent_dim": 64, "filters": [16, 32, 64, 128],
+              "discriminator_filters": [16, 32, 64], "latent_units": 128, "joint_units": 128, "dropout": 0.2},
+    "tiny": {"image_size": 32, "channels": 1, "latent_dim": 8, "filters": [4, 8],
+             "discriminator_filters": [4, 8], "latent_units": 8, "joint_units": 8, "dropout": 0.0},
+}
+# Efficient-GAN at the CAE-D-GAN paper's 256×256 (Table 2): one more stage each, so D's flattened
+# image features stay 8×8×512 instead of growing fourfold.
+PRESETS["paper_256"] = {**PRESETS["paper"], "image_size": 256, "filters": [32, 64, 128, 256, 512, 512],
+                        "discriminator_filters": [32, 64, 128, 256, 512]}
+
+# quick and smoke are the autoencoder baselines' budget (50 epochs, batch 32, at least 600 updates) with
+# the DCGAN/BiGAN learning rate; `paper` is each model's source (see `training`).
+QUICK = {"preset": "quick", "epochs": 50, "batch_size": 32, "lr": 2e-4, "score": "error_zmax", "min_updates": 600,
+         "ema_momentum": None}
+SMOKE = {"preset": "tiny", "epochs": 1, "batch_size": 16, "lr": 2e-4, "score": "error_zmax", "min_updates": 0,
+         "ema_momentum": None}
+
+
+def training(paper):
+    return {"paper": {"min_updates": 0, **paper}, "quick": QUICK, "smoke": SMOKE}
+
+
+TRAINING_COMMON = {"beta_1": 0.5, "beta_2": 0.999}  # Adam as DCGAN, BiGAN and Zenati et al.
+BIGAN_FAMILY = types.SimpleNamespace(
+    PRESETS=PRESETS, TRAINING_COMMON=TRAINING_COMMON, validate_architecture=validate_conv_architecture,
+    # Donahue et al.: Adam 2e-4; the Improved BiGAN paper's 128×128, batch 32 and score for its baselines.
+    TRAINING=training({"preset": "paper", "epochs": 100, "batch_size": 32, "lr": 2e-4, "score": "paper",
+                       "ema_momentum": None}),
+)
+# CAE-D-GAN Table 2: EGBAD 128×128, Efficient-GAN 256×256, batch 64, 50 epochs. Zenati et al.'s code:
+# Adam 1e-5 (β1 0.5) and weights averaged (EMA 0.999) for testing; their anomaly score.
+EGBAD_FAMILY = types.SimpleNamespace(**{**vars(BIGAN_FAMILY), "TRAINING": training(
+    {"preset": "paper", "epochs": 50, "batch_size": 64, "lr": 1e-5, "score": "zenati_ce", "ema_momentum": 0.999})})
+EFFICIENT_GAN_FAMILY = types.SimpleNamespace(**{**vars(BIGAN_FAMILY), "TRAINING": training(
+    {"preset": "paper_256", "epochs": 50, "batch_size": 64, "lr": 1e-5, "score": "zenati_fm", "ema_momentum": 0.999})})
+
+# Zenati et al.: A(x) = α·L_G + (1 − α)·L_D, α = 0.9 (their code: weight 0.1 on L_D, "as in the original AnoGAN")
+ZENATI_GENERATOR_WEIGHT, ZENATI_DISCRIMINATOR_WEIGHT = 0.9, 0.1
+
+
+@keras.saving.register_keras_serializable(package="bigan_ad")
+class BiGAN(PairAdversary, Autoencoder):
+    """E, G (the autoencoder's encoder and decoder: inference is G(E(x))) and D(x, z), trained by the BiGAN game.
+
+    The Autoencoder base gives the inference path, the one-phase schedule and the precise BatchNorm
+    statistics on that path (finish_training); training.adversarial.PairAdversary the discriminator's
+    step, shared with the Improved BiGAN.
+    """
+
+    LOSS_TERMS = ("adv_loss", "d_loss", "d_real", "d_fake")
+    progress_logs = LOSS_TERMS
+    score_variants = {
+        "feature": {"feature_distance": 1.0},
+        "zenati_fm": {"l1_error": ZENATI_GENERATOR_WEIGHT, "feature_distance": ZENATI_DISCRIMINATOR_WEIGHT},
+        "zenati_ce": {"l1_error": ZENATI_GENERATOR_WEIGHT, "discriminator_error": ZENATI_DISCRIMINATOR_WEIGHT},
+    }
+
+    def build_networks(self):
+        latent = self.config["latent_dim"]
+        self.encoder = conv_encoder(self.config, {"latent": latent})
+        self.decoder = conv_decoder(self.config, latent, name="generator")
+        self.discriminator = pair_discriminator(self.config, features=True)
+
+    @property
+    def generator(self):
+        return self.decoder
+
+    @property
+    def autoencoder_variables(self):
+        """Encoder + generator weights: what the E+G step trains."""
+        return self.encoder.trainable_variables + self.decoder.trainable_variables
+
+    def _pair_logit(self, images, latent):
+        return self.discriminator([images, latent], training=True)[0]
+
+    def configure(self, run_config):
+        """Adam for E+G and for D (the same settings), with weight averaging when `ema_momentum` is set."""
+        ema = run_config.get("ema_momentum")
+
+        def adam():
+            return keras.optimizers.Adam(run_config["lr"], beta_1=run_config["beta_1"], beta_2=run_config["beta_2"],
+                                         use_ema=bool(ema), ema_momentum=ema or 0.99)
+
+        self.compile(adam(), adam())
+
+    def compile(self, optimizer, discriminator_optimizer):
+        """The E+G optimizer (the base's `autoencoder_optimizer`) and D's, both built eagerly for checkpoints."""
+        super().compile(optimizer)
+        self.discriminator_optimizer = discriminator_optimizer
+        discriminator_optimizer.build(self.discriminator.trainable_variables)
+
+    def make_schedule(self, run_config):
+        return SinglePhaseSchedule(run_config["epochs"], "adversarial")
+
+    def checkpoint_items(self):
+        return {**super().checkpoint_items(), "discriminator": self.discriminator,
+                "discriminator_optimizer": self.discriminator_optimizer}
+
+    def finish_training(self, normals):
+        """The averaged weights (Zenati et al. test with them) when kept, then BatchNorm statistics for
+        inference: during training G's layers saw G(z), z ~ N(0, I), while inference feeds them E(x)."""
+        for optimizer, variables in ((self.autoencoder_optimizer, self.autoencoder_variables),
+                                     (self.discriminator_optimizer, self.discriminator.trainable_variables)):
+            if optimizer.use_ema and int(optimizer.iterations):  # before step 1 the averages are zeros
+                optimizer.finalize_variable_values(variables)
+        super().finish_training(normals)
+
+    def train_step(self, data):
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # unlabelled: only normal images
+        self._discriminator_update(images)
+        self._encoder_generator_update(images)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def _encoder_generator_update(self, images):
+        """One E+G step on the BiGAN loss (flipped labels); D runs but is not updated."""
+        with tf.GradientTape() as tape:
+            _, loss = bigan_losses(*self._pairs_logits(images, training=True))
+        variables = self.autoencoder_variables
+        self.autoencoder_optimizer.apply_gradients(zip(replica_gradients(tape, loss, variables), variables))
+        self.trackers["adv_loss"].update_state(loss)
+
+    def score_pairs(self, images):
+        """One module: x against G(E(x)), with Zenati's per-image terms (module docstring); every network
+        in inference mode (BatchNorm's moving statistics, no dropout) whatever the caller's mode."""
+        latent = self.encoder(images, training=False)
+        reconstruction = self.decoder(latent, training=False)
+        logit, features = self.discriminator([images, latent], training=False)
+        _, reconstruction_features = self.discriminator([reconstruction, latent], training=False)
+        terms = {
+            "l1_error": ops.sum(ops.abs(images - reconstruction), axis=(1, 2, 3)),
+            "feature_distance": ops.sum(ops.abs(features - reconstruction_features), axis=-1),
+            "discriminator_error": ops.softplus(-logit[:, 0]),  # sigmoid cross-entropy with label 1
+        }
+        return {self.name: (images, reconstruction, terms)}
