@@ -172,22 +172,30 @@ class AnoGAN(keras.Model):
     def train_step(self, data):
         """DCGAN: D on real x against G(z), then G (non-saturating) on a fresh z."""
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        self.discriminator_update(images)
+        self.generator_update(images)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def discriminator_update(self, images):
         with tf.GradientTape() as tape:
             real = self.discriminator(images, training=True)[0]
             fake = self.discriminator(self.generator(self.noise(images), training=True), training=True)[0]
             d_loss, _ = dcgan_losses(real, fake)
         variables = self.discriminator.trainable_variables
         self.discriminator_optimizer.apply_gradients(zip(replica_gradients(tape, d_loss, variables), variables))
+        self.track({"d_loss": d_loss, "d_real": tf.reduce_mean(tf.sigmoid(real)), "d_fake": tf.reduce_mean(tf.sigmoid(fake))})
+
+    def generator_update(self, images):
         with tf.GradientTape() as tape:
-            fake_logits = self.discriminator(self.generator(self.noise(images), training=True), training=True)[0]
-            _, g_loss = dcgan_losses(real, fake_logits)
+            fake = self.discriminator(self.generator(self.noise(images), training=True), training=True)[0]
+            _, g_loss = dcgan_losses(tf.zeros_like(fake), fake)  # only the generator's term is used
         variables = self.generator.trainable_variables
         self.generator_optimizer.apply_gradients(zip(replica_gradients(tape, g_loss, variables), variables))
-        logged = {"g_loss": g_loss, "d_loss": d_loss, "d_real": tf.reduce_mean(tf.sigmoid(real)),
-                  "d_fake": tf.reduce_mean(tf.sigmoid(fake))}
-        for name, value in logged.items():
+        self.track({"g_loss": g_loss})
+
+    def track(self, values):
+        for name, value in values.items():
             self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def finish_training(self, normals):
         """Precise BatchNorm statistics of G for the final weights, on prior draws (what G was trained on),

@@ -148,22 +148,33 @@ class AdversarialReconstruction(keras.Model):
     def train_step(self, data):
         """The official codes' order: G on its weighted terms, then D on x (real) against the x̂ of that pass (fake)."""
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        reconstruction = self.generator_update(images)
+        self.discriminator_update(images, reconstruction)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def generator_update(self, images):
+        """One Adam step of the generator networks on Σ w_term · term; returns the x̂ it computed (before the step)."""
         with tf.GradientTape() as tape:
             terms, reconstruction = self.generator_terms(images)
             g_loss = tf.add_n([self.loss_weights[term] * terms[term] for term in self.LOSS_TERMS])
         variables = self.generator_variables
         self.generator_optimizer.apply_gradients(zip(replica_gradients(tape, g_loss, variables), variables))
+        self.track({"g_loss": g_loss, **{f"{term}_loss": terms[term] for term in self.LOSS_TERMS}})
+        return reconstruction
+
+    def discriminator_update(self, images, reconstruction):
+        """One Adam step of D: binary cross-entropy, x real and x̂ (a constant here) fake."""
         with tf.GradientTape() as tape:
             real, _ = self.discriminate(images, training=True)
             fake, _ = self.discriminate(tf.stop_gradient(reconstruction), training=True)
             d_loss, _ = dcgan_losses(real, fake)
         variables = self.discriminator.trainable_variables
         self.discriminator_optimizer.apply_gradients(zip(replica_gradients(tape, d_loss, variables), variables))
-        logged = {"g_loss": g_loss, **{f"{term}_loss": terms[term] for term in self.LOSS_TERMS}, "d_loss": d_loss,
-                  "d_real": tf.reduce_mean(tf.sigmoid(real)), "d_fake": tf.reduce_mean(tf.sigmoid(fake))}
-        for name, value in logged.items():
+        self.track({"d_loss": d_loss, "d_real": tf.reduce_mean(tf.sigmoid(real)), "d_fake": tf.reduce_mean(tf.sigmoid(fake))})
+
+    def track(self, values):
+        for name, value in values.items():
             self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def call(self, images, training=False):
         """The reconstruction x̂ scored for anomalies (inference mode)."""
