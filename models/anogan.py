@@ -15,12 +15,10 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from models.ganomaly import ADAM, validate_architecture
-from models.layers import conv_decoder, feature_discriminator
+from models.adversarial import GANBaseline, family
+from models.layers import conv_decoder
 from training.batchnorm import precise_batchnorm
-from training.distribution import replica_gradients
 from training.losses import dcgan_losses
-from training.schedule import SinglePhaseSchedule
 
 # AnoGAN §2.2: λ = 0.1 weighs the discrimination loss against the residual loss, in the search and the score.
 ANOGAN_LAMBDA = 0.1
@@ -35,12 +33,6 @@ PRESETS = {
     "tiny": {"image_size": 32, "channels": 1, "latent_dim": 8, "filters": [4, 8], "discriminator_filters": [4, 8],
              "search_steps": 3, "search_lr": 0.1},
 }
-TRAINING = {
-    "paper": {"preset": "paper", "epochs": 50, "batch_size": 64, "lr": 2e-4, "score": "anogan", "min_updates": 0},
-    "quick": {"preset": "quick", "epochs": 50, "batch_size": 32, "lr": 2e-4, "score": "error_zmax", "min_updates": 600},
-    "smoke": {"preset": "tiny", "epochs": 1, "batch_size": 16, "lr": 2e-4, "score": "error_zmax", "min_updates": 0},
-}
-TRAINING_COMMON = dict(ADAM)
 ADAM_BETAS, ADAM_EPSILON = (0.9, 0.999), 1e-8  # the search's Adam on z: Adam's own defaults
 
 
@@ -116,55 +108,29 @@ class LatentSearch(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="bigan_ad")
-class AnoGAN(keras.Model):
-    """DCGAN generator G (the shared conv decoder) and feature discriminator D; `search` scores by latent search."""
+class AnoGAN(GANBaseline):
+    """DCGAN generator G (the shared conv decoder) and feature discriminator D; scored by the latent search."""
 
     progress_logs = ("g_loss", "d_loss")
     # §2.2: A(x) = (1 − λ)·R(x) + λ·D(x) at the searched z, the paper's own score (the default under --profile paper).
     score_variants = {"anogan": {"residual": 1.0 - ANOGAN_LAMBDA, "discrimination": ANOGAN_LAMBDA}}
 
     def __init__(self, config, **kwargs):
-        super().__init__(**kwargs)
-        self.config = dict(config)
-        self.generator = conv_decoder(self.config, self.config["latent_dim"], name="generator")
-        self.discriminator = feature_discriminator(self.config)
+        super().__init__(config, **kwargs)
         self.latent_search = LatentSearch(self.generator, self.discriminator, self.config["search_steps"],
                                           self.config["search_lr"], name="latent_search", dtype="float32")
-        self.built = True
 
-    def call(self, images, training=False):
-        """The reconstruction G(z_Γ) of the latent search (inference mode)."""
-        return self.latent_search(images)[0]
+    def build_generator(self):
+        return {"generator": conv_decoder(self.config, self.config["latent_dim"], name="generator")}
+
+    @property
+    def generator(self):
+        return self.generator_networks["generator"]
 
     def score_pairs(self, images):
         """One module: x against G(z_Γ), with the residual and discrimination losses as extra terms."""
         reconstruction, residual, discrimination = self.latent_search(images)
         return {self.name: (images, reconstruction, {"residual": residual, "discrimination": discrimination})}
-
-    def configure(self, run_config):
-        super().compile()
-
-        def adam():
-            return keras.optimizers.Adam(run_config["lr"], beta_1=run_config["beta_1"], beta_2=run_config["beta_2"])
-
-        self.generator_optimizer, self.discriminator_optimizer = adam(), adam()
-        self.generator_optimizer.build(self.generator.trainable_variables)
-        self.discriminator_optimizer.build(self.discriminator.trainable_variables)
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("g_loss", "d_loss", "d_real", "d_fake")}
-
-    def get_compile_config(self):
-        return None
-
-    @property
-    def metrics(self):
-        return list(getattr(self, "trackers", {}).values())
-
-    def make_schedule(self, run_config):
-        return SinglePhaseSchedule(run_config["epochs"], "adversarial")
-
-    def checkpoint_items(self):
-        return {"generator": self.generator, "discriminator": self.discriminator,
-                "generator_optimizer": self.generator_optimizer, "discriminator_optimizer": self.discriminator_optimizer}
 
     def noise(self, images):
         return tf.random.normal((tf.shape(images)[0], self.config["latent_dim"]))
@@ -172,30 +138,16 @@ class AnoGAN(keras.Model):
     def train_step(self, data):
         """DCGAN: D on real x against G(z), then G (non-saturating) on a fresh z."""
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        self.discriminator_update(images)
+        self.discriminator_update(images, self.generator(self.noise(images), training=True))
         self.generator_update(images)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
-
-    def discriminator_update(self, images):
-        with tf.GradientTape() as tape:
-            real = self.discriminator(images, training=True)[0]
-            fake = self.discriminator(self.generator(self.noise(images), training=True), training=True)[0]
-            d_loss, _ = dcgan_losses(real, fake)
-        variables = self.discriminator.trainable_variables
-        self.discriminator_optimizer.apply_gradients(zip(replica_gradients(tape, d_loss, variables), variables))
-        self.track({"d_loss": d_loss, "d_real": tf.reduce_mean(tf.sigmoid(real)), "d_fake": tf.reduce_mean(tf.sigmoid(fake))})
+        return self.logs()
 
     def generator_update(self, images):
         with tf.GradientTape() as tape:
             fake = self.discriminator(self.generator(self.noise(images), training=True), training=True)[0]
             _, g_loss = dcgan_losses(tf.zeros_like(fake), fake)  # only the generator's term is used
-        variables = self.generator.trainable_variables
-        self.generator_optimizer.apply_gradients(zip(replica_gradients(tape, g_loss, variables), variables))
+        self.apply(self.generator_optimizer, tape, g_loss, self.generator.trainable_variables)
         self.track({"g_loss": g_loss})
-
-    def track(self, values):
-        for name, value in values.items():
-            self.trackers[name].update_state(value)
 
     def finish_training(self, normals):
         """Precise BatchNorm statistics of G for the final weights, on prior draws (what G was trained on),
@@ -205,5 +157,5 @@ class AnoGAN(keras.Model):
             (tf.shape(images)[0], latent_dim), seed=tf.stack([index, tf.constant(0, tf.int64)])))
         precise_batchnorm(self.generator, draws)
 
-    def get_config(self):
-        return {**super().get_config(), "config": self.config}
+
+ANOGAN_FAMILY = family(PRESETS, "anogan")

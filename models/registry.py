@@ -9,7 +9,7 @@ optionally a class attribute `score_variants` (extra score variants built on its
 (models/floors.py) share one module, so each is registered with a namespace holding those settings;
 they learn in one pass (fit_normals) instead of train_step. The autoencoder baselines (autoencoders.py,
 vae.py, vq_vae.py) are registered the same way: one namespace per model over shared presets and schedule,
-and so are GANomaly and Skip-GANomaly (ganomaly.py); AnoGAN (anogan.py) is its own module.
+and so are the GAN baselines GANomaly and Skip-GANomaly (ganomaly.py) and AnoGAN (anogan.py).
 """
 
 import types
@@ -28,7 +28,7 @@ FAMILIES = {
     "vq_vae": types.SimpleNamespace(module=vq_vae.VQ_VAE_FAMILY, model_class=vq_vae.VQVAE),
     "ganomaly": types.SimpleNamespace(module=ganomaly.GANOMALY_FAMILY, model_class=ganomaly.GANomaly),
     "skip_ganomaly": types.SimpleNamespace(module=ganomaly.SKIP_GANOMALY_FAMILY, model_class=ganomaly.SkipGANomaly),
-    "anogan": types.SimpleNamespace(module=anogan, model_class=anogan.AnoGAN),
+    "anogan": types.SimpleNamespace(module=anogan.ANOGAN_FAMILY, model_class=anogan.AnoGAN),
     "cae_d_gan": types.SimpleNamespace(module=cae_d_gan, model_class=cae_d_gan.CAEDGAN),
     "pca": types.SimpleNamespace(module=floors.PCA_FAMILY, model_class=floors.PCAFloor),
     "knn": types.SimpleNamespace(module=floors.KNN_FAMILY, model_class=floors.KNNFloor),
