@@ -1,22 +1,17 @@
 """GANomaly, Skip-GANomaly and AnoGAN: each network learns in its own step, BatchNorm stays in inference mode at
 test time, saving, the falling losses, AnoGAN's bounded latent search, the paper settings, export."""
 
-import csv
-import json
-import pathlib
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import run_experiments
-from data.phantom import make_phantom
 from evaluation.export import ImageDetector
 from evaluation.scoring import build_detector
 from models.registry import build_model
+from tests.smoke_runs import check_saved_model_reproduces_scores_csv, smoke_runs
 from training.callbacks import StopOnNonFinite, TrainingDivergedError
-from training.profiles import DATA, resolve_config
+from training.profiles import resolve_config
 
 MODELS = ("ganomaly", "skip_ganomaly", "anogan")
 PAPER_SCORES = {"ganomaly": "latent", "skip_ganomaly": "skip_ganomaly", "anogan": "anogan"}
@@ -190,24 +185,11 @@ def test_profiles_follow_the_papers():
 @pytest.fixture(scope="module")
 def gan_runs(tmp_path_factory):
     """One smoke call training all three on the phantom (no floors): {model: run dir}."""
-    out = tmp_path_factory.mktemp("runs")
-    assert run_experiments.main(["--model", ",".join(MODELS), "--profile", "smoke", "--no-floor", "--out", str(out)]) == 0
-    runs = {json.loads(path.read_text())["model"]: path.parent for path in pathlib.Path(out).glob("*/*/*/config.json")}
-    assert set(runs) == set(MODELS)
-    return runs
+    return smoke_runs(tmp_path_factory.mktemp("runs"), MODELS)
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_saved_model_reproduces_scores_csv(gan_runs, name):
-    run_dir = gan_runs[name]
-    serving = tf.saved_model.load(str(run_dir / "saved_model")).signatures["serving_default"]
-    collection = make_phantom(DATA["smoke"]["phantom_normals"], DATA["smoke"]["phantom_abnormals"], seed=0)
-    index = {identifier: position for position, identifier in enumerate(collection.ids)}
-    with open(run_dir / "scores.csv") as handle:
-        rows = list(csv.DictReader(handle))
-    images = np.stack([collection.images[index[row["path"]]] for row in rows])[..., None]
-    outputs = serving(images=tf.constant(images))
-    np.testing.assert_allclose(outputs["score"].numpy(), [float(row["score"]) for row in rows], rtol=1e-3, atol=1e-3)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    rows, metrics = check_saved_model_reproduces_scores_csv(gan_runs[name])
     assert set(metrics["score_variants"]) >= {"mse", "error_zmax", PAPER_SCORES[name]}
     assert f"score_{PAPER_SCORES[name]}" in rows[0]
