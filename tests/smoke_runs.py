@@ -6,6 +6,7 @@ import json
 import pathlib
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import run_experiments
@@ -18,6 +19,16 @@ def smoke_runs(out, models):
     assert run_experiments.main(["--model", ",".join(models), "--profile", "smoke", "--no-floor", "--out", str(out)]) == 0
     runs = {json.loads(path.read_text())["model"]: path.parent for path in pathlib.Path(out).glob("*/*/*/config.json")}
     assert set(runs) == set(models)
+    return runs
+
+
+def smoke_runs_fixture(models):
+    """A module-scoped fixture: one smoke call training every model of `models` (see smoke_runs)."""
+
+    @pytest.fixture(scope="module")
+    def runs(tmp_path_factory):
+        return smoke_runs(tmp_path_factory.mktemp("runs"), models)
+
     return runs
 
 

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from models.registry import build_model
 from models.vae import ConditionalVAE, kl_divergence, squared_error
-from tests.smoke_runs import check_saved_model_reproduces_scores_csv, smoke_runs
+from tests.smoke_runs import check_saved_model_reproduces_scores_csv, smoke_runs_fixture
 from training.profiles import resolve_config
 
 MODELS = ("fcae", "cae", "vae", "beta_vae", "cvae", "vq_vae")
@@ -88,10 +88,7 @@ def test_vq_vae_reconstructs_from_codebook_entries_only(fixed_batch):
     assert 1.0 <= float(model.train_step(tf.constant(fixed_batch))["perplexity"]) <= model.config["codes"]
 
 
-@pytest.fixture(scope="module")
-def baseline_runs(tmp_path_factory):
-    """One smoke call training all six on the phantom (no floors): {model: run dir}."""
-    return smoke_runs(tmp_path_factory.mktemp("runs"), MODELS)
+baseline_runs = smoke_runs_fixture(MODELS)  # one smoke call training all six (no floors): {model: run dir}
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -9,7 +9,7 @@ import tensorflow as tf
 from evaluation.export import ImageDetector
 from evaluation.scoring import build_detector
 from models.registry import build_model
-from tests.smoke_runs import check_saved_model_reproduces_scores_csv, smoke_runs
+from tests.smoke_runs import check_saved_model_reproduces_scores_csv, smoke_runs_fixture
 from training.callbacks import StopOnNonFinite, TrainingDivergedError
 from training.profiles import resolve_config
 
@@ -182,10 +182,7 @@ def test_profiles_follow_the_papers():
     assert resolve_config("anogan", "phantom", "quick")["architecture"]["search_steps"] == 10
 
 
-@pytest.fixture(scope="module")
-def gan_runs(tmp_path_factory):
-    """One smoke call training all three on the phantom (no floors): {model: run dir}."""
-    return smoke_runs(tmp_path_factory.mktemp("runs"), MODELS)
+gan_runs = smoke_runs_fixture(MODELS)  # one smoke call training all three (no floors): {model: run dir}
 
 
 @pytest.mark.parametrize("name", MODELS)
