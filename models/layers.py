@@ -202,3 +202,22 @@ def multi_kernel_block(x, filters, kernel_sizes, name, strides=2):
     ]
     fused = layers.Add(name=f"{name}_sum")(branches) if len(branches) > 1 else branches[0]
     return layers.LeakyReLU(0.2, name=f"{name}_act")(fused)
+
+
+# --- GAN baselines (GANomaly, Skip-GANomaly, AnoGAN): a discriminator that also returns its features ---
+def feature_discriminator(config, name="discriminator"):
+    """Image -> (logit, features): DCGAN-style strided conv blocks over config["discriminator_filters"].
+
+    `features` is the last block's map, the f(·) of GANomaly's feature matching, Skip-GANomaly's latent
+    loss and AnoGAN's discrimination loss; the logit is a Dense over it, flattened. No BatchNorm: each
+    batch holds only real or only fake images, which BatchNorm would leak, and AnoGAN and Skip-GANomaly
+    run this network at test time, where none then needs inference-mode statistics.
+    """
+    size, channels = config["image_size"], config["channels"]
+    images = keras.Input((size, size, channels), name="image")
+    x = images
+    for index, filters in enumerate(config["discriminator_filters"]):
+        x = conv_block(x, filters, f"disc{index}", batch_norm=False)
+    features = layers.Activation("linear", name="features", dtype=OUTPUT_DTYPE)(x)  # float32 under mixed precision
+    logit = layers.Dense(1, name="logit", dtype=OUTPUT_DTYPE)(layers.Flatten(name="flatten")(x))
+    return keras.Model(images, [logit, features], name=name)

@@ -8,13 +8,13 @@ finish_training / train_step, which is all the trainer, the detector and the exp
 optionally a class attribute `score_variants` (extra score variants built on its extra terms). The classical floors
 (models/floors.py) share one module, so each is registered with a namespace holding those settings;
 they learn in one pass (fit_normals) instead of train_step. The autoencoder baselines (autoencoders.py,
-vae.py, vq_vae.py) and the plain BiGAN family (bigan.py: bigan, egbad, efficient_gan) are registered the
-same way: one namespace per model over shared presets.
+vae.py, vq_vae.py), the plain BiGAN family (bigan.py: bigan, egbad, efficient_gan), GANomaly and
+Skip-GANomaly (ganomaly.py) and AnoGAN (anogan.py) are registered the same way: one namespace per model.
 """
 
 import types
 
-from models import autoencoders, bigan, cae_d_gan, floors, improved_bigan, vae, vq_vae
+from models import anogan, autoencoders, bigan, cae_d_gan, floors, ganomaly, improved_bigan, vae, vq_vae
 from models.config import ConfigError
 from models.names import FLOOR_NAMES, MODEL_NAMES  # noqa: F401 (FLOOR_NAMES: re-exported for the callers)
 
@@ -29,6 +29,9 @@ FAMILIES = {
     "beta_vae": types.SimpleNamespace(module=vae.BETA_VAE_FAMILY, model_class=vae.VAE),
     "cvae": types.SimpleNamespace(module=vae.CVAE_FAMILY, model_class=vae.ConditionalVAE),
     "vq_vae": types.SimpleNamespace(module=vq_vae.VQ_VAE_FAMILY, model_class=vq_vae.VQVAE),
+    "ganomaly": types.SimpleNamespace(module=ganomaly.GANOMALY_FAMILY, model_class=ganomaly.GANomaly),
+    "skip_ganomaly": types.SimpleNamespace(module=ganomaly.SKIP_GANOMALY_FAMILY, model_class=ganomaly.SkipGANomaly),
+    "anogan": types.SimpleNamespace(module=anogan.ANOGAN_FAMILY, model_class=anogan.AnoGAN),
     "cae_d_gan": types.SimpleNamespace(module=cae_d_gan, model_class=cae_d_gan.CAEDGAN),
     "pca": types.SimpleNamespace(module=floors.PCA_FAMILY, model_class=floors.PCAFloor),
     "knn": types.SimpleNamespace(module=floors.KNN_FAMILY, model_class=floors.KNNFloor),

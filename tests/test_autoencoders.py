@@ -1,7 +1,5 @@
 """The six autoencoder baselines: each network learns in its step, the loss falls, saving, scoring, export."""
 
-import json
-
 import keras
 import numpy as np
 import pytest
@@ -9,8 +7,8 @@ import tensorflow as tf
 
 from models.registry import build_model
 from models.vae import ConditionalVAE, kl_divergence, squared_error
+from tests.smoke_runs import check_saved_model_reproduces_scores_csv, smoke_runs_fixture
 from training.profiles import resolve_config
-from tests.smoke_runs import check_served_scores, smoke_runs_fixture
 
 MODELS = ("fcae", "cae", "vae", "beta_vae", "cvae", "vq_vae")
 
@@ -90,11 +88,10 @@ def test_vq_vae_reconstructs_from_codebook_entries_only(fixed_batch):
     assert 1.0 <= float(model.train_step(tf.constant(fixed_batch))["perplexity"]) <= model.config["codes"]
 
 
-baseline_runs = smoke_runs_fixture(MODELS)  # one smoke call training all six on the phantom
+baseline_runs = smoke_runs_fixture(MODELS)  # one smoke call training all six (no floors): {model: run dir}
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_saved_model_reproduces_scores_csv(baseline_runs, name):
-    check_served_scores(baseline_runs[name])
-    metrics = json.loads((baseline_runs[name] / "metrics.json").read_text())
-    assert 0.0 <= metrics["auroc"] <= 1.0 and set(metrics["score_variants"]) >= {"mse", "error_zmax"}
+    _, metrics = check_saved_model_reproduces_scores_csv(baseline_runs[name])
+    assert set(metrics["score_variants"]) >= {"mse", "error_zmax"}

@@ -226,8 +226,12 @@ def test_missing_data_dir_exits_nonzero_without_traceback(tmp_path):
 
 
 def test_models_not_yet_available_say_so(capsys):
-    assert run_experiments.main(["--model", "ganomaly"]) == 2
-    assert "not available yet" in capsys.readouterr().err
+    from models.registry import FAMILIES, MODEL_NAMES
+
+    planned = [name for name in MODEL_NAMES if name not in FAMILIES]  # shrinks as models are built
+    if planned:
+        assert run_experiments.main(["--model", planned[0]]) == 2
+        assert "not available yet" in capsys.readouterr().err
     assert run_experiments.main(["--model", "nonsense"]) == 2
     assert "Unknown model" in capsys.readouterr().err
 

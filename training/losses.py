@@ -137,3 +137,14 @@ def hinge_discriminator_loss(real_logits, fake_logits):
 def hinge_generator_loss(fake_logits):
     """CAE-D-GAN eq. (3): L_adv = −E[D(G(x))]."""
     return -tf.reduce_mean(fake_logits)
+
+
+def dcgan_losses(real_logits, fake_logits):
+    """DCGAN (Radford et al. 2016) losses: (D = BCE(real→1) + BCE(fake→0), G = BCE(fake→1)).
+
+    The generator's is the non-saturating form; AnoGAN trains with both, GANomaly and Skip-GANomaly
+    use the discriminator's.
+    """
+    discriminator, _ = bigan_losses(real_logits, fake_logits)
+    generator = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.ones_like(fake_logits), logits=fake_logits))
+    return discriminator, generator

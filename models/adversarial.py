@@ -1,0 +1,134 @@
+"""What the GAN baselines GANomaly, Skip-GANomaly (models/ganomaly.py) and AnoGAN (models/anogan.py) share.
+
+`GANBaseline` is the family interface for a model made of generator networks and one feature
+discriminator (models.layers.feature_discriminator), each side with its own Adam optimizer: configure /
+make_schedule (one phase of `epochs`) / checkpoint_items / the discriminator's update (binary
+cross-entropy, real x against given fake images) / loss trackers. A subclass builds its generator
+networks (`build_generator`), writes its `train_step` and generator update, and says what it scores
+(`score_pairs`, always in inference mode). Training keeps the last epoch's weights: there is no model
+selection or early stopping (on test AUROC or anything else).
+"""
+
+import types
+
+import keras
+import tensorflow as tf
+
+from models.config import ConfigError
+from models.layers import feature_discriminator
+from training.distribution import replica_gradients
+from training.losses import dcgan_losses
+from training.schedule import SinglePhaseSchedule
+
+ADAM = {"beta_1": 0.5, "beta_2": 0.999}  # DCGAN's, kept by GANomaly, Skip-GANomaly and AnoGAN
+
+
+def training_settings(paper_score):
+    """Run profiles: CAE-D-GAN Table 2's batch 64 and 50 epochs for `paper`, the original papers' Adam 2e-4
+    everywhere (no GAN schedule was tuned here); `quick` the autoencoder baselines' budget.
+
+    `paper` scores with the model's own paper score; `quick` and `smoke` with the project's error_zmax
+    (every variant is computed and reported either way).
+    """
+    return {
+        "paper": {"preset": "paper", "epochs": 50, "batch_size": 64, "lr": 2e-4, "score": paper_score, "min_updates": 0},
+        "quick": {"preset": "quick", "epochs": 50, "batch_size": 32, "lr": 2e-4, "score": "error_zmax",
+                  "min_updates": 600},  # as the autoencoder baselines: at least 600 updates on small sets
+        "smoke": {"preset": "tiny", "epochs": 1, "batch_size": 16, "lr": 2e-4, "score": "error_zmax", "min_updates": 0},
+    }
+
+
+def validate_architecture(config):
+    """Raise ConfigError when the image cannot be halved as often as the generator or discriminator needs."""
+    for key in ("filters", "discriminator_filters"):
+        stride = 2 ** len(config[key])
+        if config["image_size"] % stride:
+            raise ConfigError(f"image_size {config['image_size']} must be a multiple of {stride} for the {len(config[key])} "
+                              f"down-sampling stages of {key}; pick e.g. 32, 64, 128 or 256.")
+
+
+def family(presets, paper_score, **loss_weights):
+    """The registry's view of one model: presets, run profiles, Adam and the generator loss weights."""
+    return types.SimpleNamespace(PRESETS=presets, TRAINING=training_settings(paper_score),
+                                 TRAINING_COMMON={**ADAM, **loss_weights}, validate_architecture=validate_architecture)
+
+
+class GANBaseline(keras.Model):
+    """Generator networks (`generator_networks`: name -> network) and a feature discriminator, two Adams.
+
+    LOSS_TERMS name the generator loss terms, each weighted by the run setting w_<term> and logged as
+    <term>_loss beside g_loss, d_loss and D's mean outputs on real and fake images.
+    """
+
+    LOSS_TERMS = ()
+
+    def __init__(self, config, **kwargs):
+        super().__init__(**kwargs)
+        self.config = dict(config)
+        self.generator_networks = self.build_generator()
+        self.discriminator = feature_discriminator(self.config)
+        self.built = True  # the functional sub-networks are built already
+
+    def build_generator(self):
+        raise NotImplementedError
+
+    @property
+    def generator_variables(self):
+        return [variable for network in self.generator_networks.values() for variable in network.trainable_variables]
+
+    def configure(self, run_config):
+        """Adam for the generator networks and for D (lr, β from the run config), the loss weights, the trackers."""
+        super().compile()
+
+        def adam():
+            return keras.optimizers.Adam(run_config["lr"], beta_1=run_config["beta_1"], beta_2=run_config["beta_2"])
+
+        self.generator_optimizer, self.discriminator_optimizer = adam(), adam()
+        # Built eagerly so checkpoints can restore optimizer slots before the first step.
+        self.generator_optimizer.build(self.generator_variables)
+        self.discriminator_optimizer.build(self.discriminator.trainable_variables)
+        self.loss_weights = {term: float(run_config[f"w_{term}"]) for term in self.LOSS_TERMS}
+        names = ["g_loss", *(f"{term}_loss" for term in self.LOSS_TERMS), "d_loss", "d_real", "d_fake"]
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+
+    def get_compile_config(self):
+        return None  # optimizers are rebuilt by configure; a saved model carries weights only
+
+    @property
+    def metrics(self):
+        return list(getattr(self, "trackers", {}).values())
+
+    def make_schedule(self, run_config):
+        return SinglePhaseSchedule(run_config["epochs"], "adversarial")
+
+    def checkpoint_items(self):
+        return {**self.generator_networks, "discriminator": self.discriminator,
+                "generator_optimizer": self.generator_optimizer, "discriminator_optimizer": self.discriminator_optimizer}
+
+    def discriminator_update(self, images, fake_images):
+        """One Adam step of D: binary cross-entropy, x real and `fake_images` (constants here) fake."""
+        with tf.GradientTape() as tape:
+            real = self.discriminator(images, training=True)[0]
+            fake = self.discriminator(tf.stop_gradient(fake_images), training=True)[0]
+            d_loss, _ = dcgan_losses(real, fake)
+        self.apply(self.discriminator_optimizer, tape, d_loss, self.discriminator.trainable_variables)
+        self.track({"d_loss": d_loss, "d_real": tf.reduce_mean(tf.sigmoid(real)), "d_fake": tf.reduce_mean(tf.sigmoid(fake))})
+
+    @staticmethod
+    def apply(optimizer, tape, loss, variables):
+        optimizer.apply_gradients(zip(replica_gradients(tape, loss, variables), variables))
+
+    def track(self, values):
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+
+    def logs(self):
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def call(self, images, training=False):
+        """The reconstruction scored for anomalies (inference mode, as score_pairs computes it)."""
+        (pair,) = self.score_pairs(images).values()
+        return pair[1]
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config}
