@@ -67,6 +67,11 @@ def architecture(name, preset, **overrides):
     return config
 
 
+def paper_score(name):
+    """The score variant a model's own paper uses (its `--profile paper` default), or None if it sets none."""
+    return family(name).TRAINING["paper"].get("score")
+
+
 def build_model(name, architecture_config):
     check_model_name(name)
     return FAMILIES[name].model_class(architecture_config, name=name)

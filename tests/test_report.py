@@ -128,19 +128,25 @@ def test_minutes_are_the_mean_over_each_models_runs(tmp_path):
 def test_console_table_is_the_written_report_txt_and_fits_100_columns(tmp_path):
     results = [scored_result(tmp_path, model, seed, shift, minutes=12.5)
                for seed in (0, 1) for model, shift in (("knn", 0.5), ("improved_bigan", 2.0), ("vq_vae", 1.0))]
+    for config, metrics, _ in results:  # the Improved BiGAN scored by error_zmax, its paper's score kept as a variant
+        if config["model"] == "improved_bigan":
+            config["score"], metrics["score_variants"] = "error_zmax", {"paper": 0.6 + config["seed"] / 10}
     rows = report_rows(results)
     text = console_table(rows)
     stem = write_report(results, tmp_path)
     assert stem.with_suffix(".txt").read_text() == text + "\n"
     lines = text.splitlines()
     assert lines[0] == "brain_mri (paper: Improved BiGAN Table I, brain MRI)"
-    assert lines[1].split() == ["model", "AUROC", "95%", "CI", "AP", "paper", "AUROC", "minutes"]
+    assert lines[1].split() == ["model", "AUROC", "95%", "CI", "AP", "paper", "AUROC", "minutes", "AUROC,", "paper's",
+                                "score"]
     assert [line.split()[0] for line in lines[3:]] == ["improved_bigan", "vq_vae", "knn"]
     best = rows[0]
     assert lines[3].split() == [
         "improved_bigan", f"{best['auroc_mean']:.3f}", "±", f"{best['auroc_std']:.3f}",
-        f"{best['auroc_ci95_low']:.3f}–{best['auroc_ci95_high']:.3f}", "0.500", "0.892", "12.50"]
-    assert lines[5].split()[:2] == ["knn", "(floor)"] and lines[5].split()[-2] == "–"  # no paper number for a floor
+        f"{best['auroc_ci95_low']:.3f}–{best['auroc_ci95_high']:.3f}", "0.500", "0.892", "12.50",
+        "0.650", "±", "0.050", "(paper)"]
+    assert lines[5].split()[:2] == ["knn", "(floor)"] and lines[5].split()[-3::2] == ["–", "–"]  # no paper number, no paper score
+    assert lines[4].split()[-1] == "–"  # vq_vae's runs kept no variant: nothing is made up
     assert max(map(len, lines)) <= 100
 
 
