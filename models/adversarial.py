@@ -14,7 +14,7 @@ import types
 import keras
 import tensorflow as tf
 
-from models.config import ConfigError
+from models.config import validate_conv_architecture
 from models.layers import feature_discriminator
 from training.distribution import replica_gradients
 from training.losses import dcgan_losses
@@ -38,19 +38,10 @@ def training_settings(paper_score):
     }
 
 
-def validate_architecture(config):
-    """Raise ConfigError when the image cannot be halved as often as the generator or discriminator needs."""
-    for key in ("filters", "discriminator_filters"):
-        stride = 2 ** len(config[key])
-        if config["image_size"] % stride:
-            raise ConfigError(f"image_size {config['image_size']} must be a multiple of {stride} for the {len(config[key])} "
-                              f"down-sampling stages of {key}; pick e.g. 32, 64, 128 or 256.")
-
-
 def family(presets, paper_score, **loss_weights):
     """The registry's view of one model: presets, run profiles, Adam and the generator loss weights."""
     return types.SimpleNamespace(PRESETS=presets, TRAINING=training_settings(paper_score),
-                                 TRAINING_COMMON={**ADAM, **loss_weights}, validate_architecture=validate_architecture)
+                                 TRAINING_COMMON={**ADAM, **loss_weights}, validate_architecture=validate_conv_architecture)
 
 
 class GANBaseline(keras.Model):

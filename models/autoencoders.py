@@ -7,8 +7,9 @@ and scored like every model: the image against its reconstruction (evaluation.sc
 
 `Autoencoder` is the family interface all six share (vae.py and vq_vae.py subclass it): configure
 / make_schedule / checkpoint_items / score_pairs / finish_training / train_step. A subclass builds
-its networks in `build_networks`, says what its decoder reads in `decoder_inputs`, and returns its
-loss terms from `loss_terms` (the key "loss" is what is minimised).
+its networks in `build_networks`, returns its loss terms from `loss_terms` (the key "loss" is what
+is minimised) and, where it differs from a plain autoencoder, overrides the inference path's hooks
+`encoder_inputs`, `code`, `decoder_inputs` and `to_image`.
 """
 
 import types
@@ -17,7 +18,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from models.config import ConfigError
+from models.config import ConfigError, validate_conv_architecture
 from models.layers import OUTPUT_DTYPE, conv_decoder, conv_encoder
 from training.batchnorm import precise_batchnorm
 from training.distribution import replica_gradients
@@ -38,13 +39,6 @@ TRAINING = {
     "smoke": {"preset": "tiny", "epochs": 1, "batch_size": 16, "lr": 1e-3, "score": "error_zmax", "min_updates": 0},
 }
 ADAM = {"beta_1": 0.9, "beta_2": 0.999}  # Adam's own defaults: no adversary to stabilise
-
-
-def validate_conv_architecture(config):
-    stride = 2 ** len(config["filters"])
-    if config["image_size"] % stride:
-        raise ConfigError(f"image_size {config['image_size']} must be a multiple of {stride} for "
-                          f"{len(config['filters'])} down-sampling stages; pick e.g. 32, 64, 128 or 256.")
 
 
 def family(presets, validate, **training_common):

@@ -27,7 +27,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from models.autoencoders import Autoencoder, validate_conv_architecture
+from models.autoencoders import Autoencoder
+from models.config import validate_conv_architecture
 from models.layers import conv_decoder, conv_encoder, pair_discriminator
 from training.adversarial import PairAdversary
 from training.distribution import replica_gradients

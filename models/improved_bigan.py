@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from models.config import ConfigError
+from models.config import validate_conv_architecture as validate_architecture  # noqa: F401 (the family interface)
 from models.layers import OUTPUT_DTYPE, conv_block, image_output, pair_discriminator, up_block
 from training.batchnorm import precise_batchnorm
 from training.distribution import replica_gradients
@@ -57,15 +57,6 @@ TRAINING_COMMON = {
     "discriminator_every": 5,  # §III: discriminator trained every 5th epoch
     "lr_schedule": "constant",  # or "cosine": E+G learning rate decays to 5 % over the schedule
 }
-
-
-def validate_architecture(config):
-    stride = 2 ** len(config["filters"])
-    if config["image_size"] % stride:
-        raise ConfigError(
-            f"image_size {config['image_size']} must be a multiple of {stride} for {len(config['filters'])} "
-            "down-sampling stages; pick e.g. 32, 64, 128 or 256."
-        )
 
 
 def build_encoder(config):

@@ -19,8 +19,8 @@ of the architecture config, so a saved model scores the ELBO it was trained on.
 import keras
 from keras import ops
 
-from models.autoencoders import CONV_PRESETS, Autoencoder, family, validate_conv_architecture
-from models.config import ConfigError
+from models.autoencoders import CONV_PRESETS, Autoencoder, family
+from models.config import ConfigError, validate_conv_architecture
 from models.layers import conv_decoder, conv_encoder
 
 
@@ -45,13 +45,13 @@ class VAE(Autoencoder):
     progress_logs = ("loss", "kl")
     score_variants = {"kl": {"kl_divergence": 1.0}, "elbo": {"neg_elbo": 1.0}}
 
+    condition_units = 0  # a conditional VAE's condition vector size (none here)
+
     def build_networks(self):
         latent = self.config["latent_dim"]
         self.encoder = conv_encoder(self.network_config(), {"mean": latent, "log_variance": latent},
                                     condition_units=self.condition_units)
         self.decoder = conv_decoder(self.network_config(), latent, condition_units=self.condition_units)
-
-    condition_units = 0
 
     def network_config(self):
         """The encoder's and decoder's input size (the whole image)."""

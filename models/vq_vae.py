@@ -12,7 +12,8 @@ quantisation distance ‖z_e − e‖² is a variant (`--score quantization`).
 import keras
 from keras import layers, ops
 
-from models.autoencoders import Autoencoder, family, validate_conv_architecture
+from models.autoencoders import Autoencoder, family
+from models.config import validate_conv_architecture
 from models.layers import OUTPUT_DTYPE, conv_block, deconv_block, image_output
 
 
@@ -36,8 +37,12 @@ class VectorQuantizer(layers.Layer):
                      + ops.sum(ops.square(self.codebook), axis=1)[None])
         return ops.reshape(ops.argmin(distances, axis=1), ops.shape(vectors)[:-1])
 
+    def lookup(self, indices):
+        """The codebook entries at `indices`."""
+        return ops.take(self.codebook, indices, axis=0)
+
     def call(self, vectors):
-        return ops.take(self.codebook, self.nearest(vectors), axis=0)
+        return self.lookup(self.nearest(vectors))
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -87,12 +92,13 @@ class VQVAE(Autoencoder):
 
     def loss_terms(self, images):
         vectors = self.encoder(images, training=True)
-        quantized = self.quantizer(vectors)
+        indices = self.quantizer.nearest(vectors)  # once: the quantisation and the codebook usage both need them
+        quantized = self.quantizer.lookup(indices)
         straight_through = vectors + ops.stop_gradient(quantized - vectors)
         reconstruction = ops.mean(ops.square(images - self.decoder(straight_through, training=True)))
         codebook = ops.mean(ops.square(ops.stop_gradient(vectors) - quantized))
         commitment = ops.mean(ops.square(vectors - ops.stop_gradient(quantized)))
-        usage = ops.mean(ops.one_hot(ops.reshape(self.quantizer.nearest(vectors), (-1,)), self.config["codes"]), axis=0)
+        usage = ops.mean(ops.one_hot(ops.reshape(indices, (-1,)), self.config["codes"]), axis=0)
         perplexity = ops.exp(-ops.sum(usage * ops.log(usage + 1e-10)))
         return {"loss": reconstruction + codebook + self.settings["commitment_cost"] * commitment,
                 "reconstruction": reconstruction, "codebook": codebook, "commitment": commitment,
