@@ -212,3 +212,23 @@ def test_plant_village_paper_numbers_stand_beside_the_pooled_species_only():
     assert "paper (Improved BiGAN Table III, Plant Disease, all species pooled)" in pooled and "0.939" in pooled
     tomato = summary_table({"auroc": 0.9}, {"model": "improved_bigan", "dataset": "plant_village", "category": "Tomato"})
     assert "paper" not in tomato and "0.939" not in tomato
+
+
+def test_chest_report_gives_table_3_columns_for_the_five_cae_d_gan_paper_models(tmp_path):
+    """CAE-D-GAN Table 3 (precision, recall, F1, AUROC, PSNR, SSIM): ours beside the paper's for each of its models."""
+    table_3 = ("ganomaly", "efficient_gan", "skip_ganomaly", "egbad", "cae_d_gan")
+    results = []
+    for index, model in enumerate(table_3):
+        config, metrics, run_dir = scored_result(tmp_path, model, 0, 0.5 + index / 4, dataset="chest_xray_3")
+        metrics.update(precision=0.7, recall=0.8, f1=0.75, psnr=20.0 + index, ssim=0.5)
+        results.append((config, metrics, run_dir))
+    markdown = write_report(results, tmp_path).with_suffix(".md").read_text().splitlines()
+    header = markdown[-7].split(" | ")
+    rows = {line.split(" | ")[1]: line.split(" | ") for line in markdown[-5:]}
+    assert set(rows) == set(table_3)
+    paper = {"egbad": ("0.830", "0.930", "0.880", "0.800", "27.320", "0.890"),
+             "cae_d_gan": ("0.850", "0.950", "0.910", "0.860", "28.460", "0.940")}
+    for model, values in paper.items():
+        cells = [rows[model][header.index(column)] for column in ("precision", "recall", "f1", "auroc", "psnr", "ssim")]
+        assert [cell.rsplit("(", 1)[1].rstrip(")") for cell in cells] == list(values)
+    assert rows["egbad"][header.index("psnr")].startswith("23.000 (")
