@@ -187,11 +187,13 @@ def test_report_rows_hold_the_interval_and_the_better_floor(floors_and_deep_run)
     same = {name: metrics[name]["score_variants"]["error_zmax"] for name in ("pca", "knn")}
     assert metrics["improved_bigan"]["floor_same_score"] == same
     best = max(same, key=same.get)
-    assert deep_row.endswith(f"| {best} {same[best]:.3f} ({metrics['improved_bigan']['auroc'] - same[best]:+.3f}) |")
+    assert f"| {best} {same[best]:.3f} ({metrics['improved_bigan']['auroc'] - same[best]:+.3f}) |" in deep_row
+    # and the model under its own paper's score (Improved BiGAN §III, variant `paper`), last
+    assert deep_row.endswith(f"| {metrics['improved_bigan']['score_variants']['paper']:.3f} (paper) |")
     for name in ("pca", "knn"):
         row = next(line for line in markdown.splitlines() if line.startswith(f"| phantom | {name} (floor) |"))
-        low, high = (float(value) for value in row.split(" | ")[-3].split("–"))
-        assert low <= metrics[name]["auroc"] <= high and row.endswith("| – | – |")
+        low, high = (float(value) for value in row.split(" | ")[-4].split("–"))
+        assert low <= metrics[name]["auroc"] <= high and row.endswith("| – | – | – |")  # no floor, no paper score
     assert "1000 resamples" in markdown
     # minutes: each run's own wall time, recorded in metrics.json and carried into the report
     with open(out / "phantom" / "report.csv") as handle:
