@@ -22,6 +22,16 @@ BIT_DEPTHS = {tf.uint8: 8, tf.uint16: 16}
 SIGNATURES = {"serving_default": tf.uint8, "serving_uint16": tf.uint16, "serving_float": tf.float32}
 
 
+def unit_images(images):
+    """Images as decoded from files -> float32 in [0, 1], by training's intensity step for their dtype."""
+    images = tf.convert_to_tensor(images)
+    if images.dtype in BIT_DEPTHS:
+        return unit_range(tf.cast(images, tf.float32), BIT_DEPTHS[images.dtype])
+    if not images.dtype.is_floating:
+        raise TypeError(f"Images must be uint8, uint16 or float in [0, 1]; got {images.dtype.name}.")
+    return tf.cast(images, tf.float32)
+
+
 @keras.saving.register_keras_serializable(package="bigan_ad")
 class ImageDetector(keras.Model):
     """Images [N, H, W, C] (any H, W; C in 1..4) as decoded from files -> the serving outputs.
@@ -40,11 +50,10 @@ class ImageDetector(keras.Model):
         self.built = True  # the detector is built; this model adds no weights
 
     def call(self, images):
-        images = tf.convert_to_tensor(images)
-        if images.dtype in BIT_DEPTHS:
-            images = unit_range(tf.cast(images, tf.float32), BIT_DEPTHS[images.dtype])
-        elif not images.dtype.is_floating:
-            raise TypeError(f"Images must be uint8, uint16 or float in [0, 1]; got {images.dtype.name}.")
+        return self.serve_unit_range(unit_images(images))
+
+    def serve_unit_range(self, images):
+        """The serving outputs of float images in [0, 1] (what `unit_images` makes of any stored dtype)."""
         outputs = self.detector(to_model_input(images, self.detector.input_shape[1]), training=False)
         names = [*SERVING_OUTPUTS, *(
             f"{prefix}{name}" for _, prefix in module_scorers(self.detector).values() if prefix for name in MODULE_OUTPUTS
@@ -75,9 +84,14 @@ def export_saved_model(image_detector, path):
     """
     archive = keras.export.ExportArchive()
     archive.track(image_detector)
+    # The model is traced once, on [0, 1] floats; each signature only adds its dtype's intensity step in front.
+    serve_unit_range = tf.function(image_detector.serve_unit_range,
+                                   input_signature=[tf.TensorSpec([None, None, None, None], tf.float32)])
+
+    def serve(images):
+        return serve_unit_range(unit_images(images))
+
     for name, dtype in SIGNATURES.items():
-        archive.add_endpoint(
-            name, image_detector.call, input_signature=[tf.TensorSpec([None, None, None, None], dtype, name="images")]
-        )
+        archive.add_endpoint(name, serve, input_signature=[tf.TensorSpec([None, None, None, None], dtype, name="images")])
     archive.write_out(str(path), verbose=False)
     return path
