@@ -322,44 +322,45 @@ def _log_scale_if_wide(ax: plt.Axes, values: list[float]) -> None:
 def plot_loss_curves(history: list[dict], path) -> Path:
     """Reconstruction terms over all epochs, several phases shaded and their boundaries dashed;
     beside them, when any were logged, the adversarial terms over the epochs that have them (sparse
-    ones, e.g. a discriminator trained every 5th epoch, as markers only). A model without an
-    adversary (an autoencoder) gets one panel, not an empty second one."""
+    ones, e.g. a discriminator trained every 5th epoch, as markers only). A model with only one kind
+    of term (an autoencoder; a plain BiGAN, which has no reconstruction loss) gets one "Training
+    losses" panel, not an empty second one."""
     if not history:
         raise ValueError("The loss history is empty; plot it after at least one epoch.")
     keys = list(dict.fromkeys(k for entry in history for k in entry if k not in ("epoch", "phase")))
     adversarial_keys = [k for k in keys if is_adversarial(k)]
-    fig, axes = plt.subplots(1, 2 if adversarial_keys else 1, figsize=(12, 5) if adversarial_keys else (7, 5),
-                             layout="constrained", squeeze=False)
-    recon_ax = axes[0, 0]
+    recon_keys = [k for k in keys if not is_adversarial(k)]
+    both = bool(recon_keys and adversarial_keys)
+    fig, axes = plt.subplots(1, 2 if both else 1, figsize=(12, 5) if both else (7, 5), layout="constrained",
+                             squeeze=False)
     for ax in axes[0]:  # 20 distinct colours: a cascade logs 15 terms
         ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
-
-    recon_values = []
-    for key in (k for k in keys if not is_adversarial(k)):
-        epochs, values = _series(history, key)
-        recon_ax.plot(epochs, values, linewidth=2.2 if key == "recon_loss" else 1.1, label=key)
-        recon_values += values
+        ax.set(xlabel="epoch", ylabel="loss")
+        ax.grid(alpha=0.3)
     spans = _phase_spans(history)
     for number, (phase, start, end) in enumerate(spans if len(spans) > 1 else [], start=1):
-        recon_ax.axvspan(start, end, color=PHASE_COLOURS[(number - 1) % len(PHASE_COLOURS)], alpha=0.4,
-                         label=f"phase {number}: {phase}")
+        axes[0, 0].axvspan(start, end, color=PHASE_COLOURS[(number - 1) % len(PHASE_COLOURS)], alpha=0.4,
+                           label=f"phase {number}: {phase}")
         if number > 1:
-            recon_ax.axvline(start, color="grey", linestyle="--", linewidth=1)
-    recon_ax.set(title="Reconstruction losses" if adversarial_keys else "Training losses", xlabel="epoch", ylabel="loss")
-    _log_scale_if_wide(recon_ax, recon_values)
-    recon_ax.grid(alpha=0.3)
-    recon_ax.legend(fontsize=8, **LEGEND_BELOW)
-    if not adversarial_keys:
-        return _save(fig, path)
+            axes[0, 0].axvline(start, color="grey", linestyle="--", linewidth=1)
 
-    adv_ax = axes[0, 1]
-    adv_epochs = {entry["epoch"] for entry in history if any(k in entry for k in adversarial_keys)}
-    for key in adversarial_keys:
-        epochs, values = _series(history, key)
-        dense = len(epochs) == len(adv_epochs)
-        adv_ax.plot(epochs, values, marker="o", markersize=3 if dense else 6,
-                    linestyle="-" if dense else "none", label=key if dense else f"{key} (trained epochs only)")
-    adv_ax.set(title="Adversarial losses (generator and discriminator)", xlabel="epoch", ylabel="loss")
-    adv_ax.grid(alpha=0.3)
-    adv_ax.legend(fontsize=8, **LEGEND_BELOW)
+    if recon_keys:
+        recon_ax, recon_values = axes[0, 0], []
+        for key in recon_keys:
+            epochs, values = _series(history, key)
+            recon_ax.plot(epochs, values, linewidth=2.2 if key == "recon_loss" else 1.1, label=key)
+            recon_values += values
+        recon_ax.set_title("Reconstruction losses" if both else "Training losses")
+        _log_scale_if_wide(recon_ax, recon_values)
+    if adversarial_keys:
+        adv_ax = axes[0, -1]
+        adv_epochs = {entry["epoch"] for entry in history if any(k in entry for k in adversarial_keys)}
+        for key in adversarial_keys:
+            epochs, values = _series(history, key)
+            dense = len(epochs) == len(adv_epochs)
+            adv_ax.plot(epochs, values, marker="o", markersize=3 if dense else 6,
+                        linestyle="-" if dense else "none", label=key if dense else f"{key} (trained epochs only)")
+        adv_ax.set_title("Adversarial losses (generator and discriminator)" if both else "Training losses")
+    for ax in axes[0]:
+        ax.legend(fontsize=8, **LEGEND_BELOW)
     return _save(fig, path)

@@ -99,6 +99,18 @@ def test_loss_curves_of_a_model_without_adversary_have_one_panel_and_no_phase_sh
     assert {line.get_label() for line in ax.get_lines()} == {"loss", "kl"}
 
 
+def test_loss_curves_of_a_model_with_only_adversarial_terms_have_one_panel(tmp_path, monkeypatch):
+    """A plain BiGAN logs no reconstruction loss: its curves, not an empty "Reconstruction losses" panel."""
+    history = [{"epoch": e, "phase": "adversarial", "adv_loss": 2 / e, "d_loss": 0.7, "d_real": 0.6, "d_fake": 0.4}
+               for e in range(1, 6)]
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    plots.plot_loss_curves(history, tmp_path / "loss.png")
+    (ax,) = figures[0].axes
+    assert ax.get_title() == "Training losses" and not ax.patches
+    assert {line.get_label() for line in ax.get_lines()} == {"adv_loss", "d_loss", "d_real", "d_fake"}
+
+
 def test_loss_curves_both_phases_with_sparse_discriminator(tmp_path):
     history = [{"epoch": e, "phase": "reconstruction", "recon_loss": 1 / e} for e in range(1, 6)]
     for e in range(6, 21):
