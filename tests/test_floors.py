@@ -137,7 +137,7 @@ def test_bootstrap_interval_brackets_the_auroc_and_is_reproducible():
 def floors_and_deep_run(tmp_path_factory):
     """One smoke call naming the floors and a deep model: each runs once, the floors first."""
     out = tmp_path_factory.mktemp("runs")
-    code = run_experiments.main(["--model", "pca,knn,improved_bigan", "--dataset", "phantom", "--profile", "smoke",
+    code = run_experiments.main(["--model", "pca,knn,cae", "--dataset", "phantom", "--profile", "smoke",
                                  "--out", str(out)])
     assert code == 0
     runs = {path.parent.parent.name: path.parent for path in pathlib.Path(out).glob("phantom/*/*/config.json")}
@@ -167,10 +167,10 @@ def test_floor_cli_run_writes_every_artefact(floors_and_deep_run, name):
 def test_deep_run_gets_the_floors_aurocs_on_the_same_split(floors_and_deep_run):
     _, runs = floors_and_deep_run
     metrics = {name: json.loads((run_dir / "metrics.json").read_text()) for name, run_dir in runs.items()}
-    assert metrics["improved_bigan"]["floor"] == {"pca": metrics["pca"]["auroc"], "knn": metrics["knn"]["auroc"]}
+    assert metrics["cae"]["floor"] == {"pca": metrics["pca"]["auroc"], "knn": metrics["knn"]["auroc"]}
     assert "floor" not in metrics["pca"]
     splits = {name: json.loads((run_dir / "split.json").read_text())["test"] for name, run_dir in runs.items()}
-    assert splits["pca"] == splits["knn"] == splits["improved_bigan"]
+    assert splits["pca"] == splits["knn"] == splits["cae"]
     # Planted lesions: PCA's reconstruction error ranks the smoke phantom's abnormals above its normals.
     assert metrics["pca"]["auroc"] > 0.6
 
@@ -180,16 +180,16 @@ def test_report_rows_hold_the_interval_and_the_better_floor(floors_and_deep_run)
     markdown = (out / "phantom" / "report.md").read_text()
     metrics = {name: json.loads((run_dir / "metrics.json").read_text()) for name, run_dir in runs.items()}
     better = max(("pca", "knn"), key=lambda name: metrics[name]["auroc"])
-    deep_row = next(line for line in markdown.splitlines() if line.startswith("| phantom | improved_bigan"))
-    difference = metrics["improved_bigan"]["auroc"] - metrics[better]["auroc"]
+    deep_row = next(line for line in markdown.splitlines() if line.startswith("| phantom | cae"))
+    difference = metrics["cae"]["auroc"] - metrics[better]["auroc"]
     assert f"| {better} {metrics[better]['auroc']:.3f} ({difference:+.3f}) |" in deep_row
     # the floors scored with the deep model's own score (error_zmax), from their score variants
     same = {name: metrics[name]["score_variants"]["error_zmax"] for name in ("pca", "knn")}
-    assert metrics["improved_bigan"]["floor_same_score"] == same
+    assert metrics["cae"]["floor_same_score"] == same
     best = max(same, key=same.get)
-    assert f"| {best} {same[best]:.3f} ({metrics['improved_bigan']['auroc'] - same[best]:+.3f}) |" in deep_row
+    assert f"| {best} {same[best]:.3f} ({metrics['cae']['auroc'] - same[best]:+.3f}) |" in deep_row
     # and the model under its own paper's score (Improved BiGAN §III, variant `paper`), last
-    assert deep_row.endswith(f"| {metrics['improved_bigan']['score_variants']['paper']:.3f} (paper) |")
+    assert deep_row.endswith(f"| {metrics['cae']['score_variants']['paper']:.3f} (paper) |")
     for name in ("pca", "knn"):
         row = next(line for line in markdown.splitlines() if line.startswith(f"| phantom | {name} (floor) |"))
         low, high = (float(value) for value in row.split(" | ")[-4].split("–"))
@@ -199,5 +199,5 @@ def test_report_rows_hold_the_interval_and_the_better_floor(floors_and_deep_run)
     with open(out / "phantom" / "report.csv") as handle:
         minutes = {row["model"]: float(row["minutes_mean"]) for row in csv.DictReader(handle)}
     assert minutes == {name: pytest.approx(metrics[name]["minutes"]) for name in runs}
-    assert 0 < minutes["pca"] < minutes["improved_bigan"]  # fitting a PCA is quicker than two training phases
+    assert 0 < minutes["pca"] < minutes["cae"]  # fitting a PCA is quicker than training a network
     assert {"report.txt", "report.png", "report_roc.png"} <= {path.name for path in (out / "phantom").iterdir()}

@@ -117,20 +117,21 @@ def test_saves_and_loads_with_safe_mode(name, fixed_batch, tmp_path):
     np.testing.assert_allclose(loaded(raw)["score"], deployed(raw)["score"], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name, loss", [("ganomaly", "con_loss"), ("ganomaly", "g_loss"), ("skip_ganomaly", "con_loss"),
-                                        ("skip_ganomaly", "g_loss"), ("anogan", "d_loss")])
-def test_losses_fall_on_a_fixed_batch(name, loss, fixed_batch):
+@pytest.mark.parametrize("name, losses", [("ganomaly", ("con_loss", "g_loss")), ("skip_ganomaly", ("con_loss", "g_loss")),
+                                          ("anogan", ("d_loss",))])
+def test_losses_fall_on_a_fixed_batch(name, losses, fixed_batch):
     """The generators' reconstruction (and total) loss, and AnoGAN's discriminator loss (its generator's
     adversarial loss rises as D wins: on one fixed batch that is the sign of learning)."""
     model, _ = tiny_model(name, lr=3e-3)
     images = tf.constant(fixed_batch)
-    first = float(model.train_step(images)[loss])
+    first = {loss: float(value) for loss, value in model.train_step(images).items()}
     for _ in range(30):
         model.train_step(images)
     for tracker in model.metrics:
         tracker.reset_state()
-    last = float(model.train_step(images)[loss])
-    assert np.isfinite(last) and last < 0.7 * first, (first, last)
+    last = {loss: float(value) for loss, value in model.train_step(images).items()}
+    for loss in losses:
+        assert np.isfinite(last[loss]) and last[loss] < 0.7 * first[loss], (loss, first[loss], last[loss])
 
 
 def test_anogan_search_lowers_the_loss_over_its_fixed_number_of_steps(fixed_batch, monkeypatch):
