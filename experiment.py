@@ -24,6 +24,7 @@ from data.protocols import make_split, split_from_json, write_split
 from data.sources import DatasetError, available_categories, load_dataset, resolve_data_dir
 from evaluation.evaluate import calibrate, evaluate
 from evaluation.export import ImageDetector, export_saved_model
+from evaluation.metrics import norm_quantile, quantile_support, threshold_rule
 from evaluation.report import dataset_label, summary_table, write_report, write_tensorboard_results
 from evaluation.scoring import build_detector
 from models.config import ConfigError
@@ -182,14 +183,16 @@ def train_evaluate_export(args, config, collection, split, run_dir, strategy, fl
     print(f"Calibrating the score and threshold on {len(split.validation)} validation normals "
           f"(pixel statistics: {len(split.train)} training normals)")
     calibrate(detector, normals_ds, validation_ds, config["threshold_quantile"])
+    calibration = threshold_calibration(len(split.validation), config["threshold_quantile"])
     if collection.labels.any():
         print(f"Evaluating on {len(split.test)} test images")
-        threshold_label = f"threshold ({config['threshold_quantile']:.0%} quantile of validation normals)"
-        metrics = evaluate(detector, collection, split, batch, run_dir, history, threshold_label,
-                           extra_metrics=floor_metrics(floor, floor_variants, config["score"]), started=started)
+        metrics = evaluate(detector, collection, split, batch, run_dir, history, calibration["threshold_label"],
+                           extra_metrics={"calibration": calibration,
+                                          **(floor_metrics(floor, floor_variants, config["score"]) or {})},
+                           started=started)
         write_tensorboard_results(run_dir / "tensorboard", metrics, run_dir / "plots" / "roc.png", len(history))
     else:  # normals only: a calibrated detector to deploy, nothing to evaluate it against
-        metrics = {"threshold": float(detector.get_layer("score_combiner").threshold.numpy())}
+        metrics = {"threshold": float(detector.get_layer("score_combiner").threshold.numpy()), "calibration": calibration}
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     print("Exporting model.keras and saved_model/")
     image_detector = ImageDetector(detector)  # raw images in, as a deployed model is used
@@ -207,6 +210,21 @@ def train_evaluate_export(args, config, collection, split, run_dir, strategy, fl
               f"python run_experiments.py predict {shlex.quote(str(run_dir))} IMAGES...")
     print(f"\nEverything is in {run_dir}\nTensorBoard: tensorboard --logdir {shlex.quote(str(args.out))}")
     return config, metrics, run_dir
+
+
+def threshold_calibration(count, quantile):
+    """metrics.json's `calibration`: how many validation normals set the threshold and by which rule
+    (evaluation.metrics.threshold_rule); too few for a quantile is said loudly on the console."""
+    rule = threshold_rule(count, quantile)
+    if rule == "quantile":
+        label = f"threshold ({quantile:.0%} quantile of {count} validation normals)"
+    else:
+        label = f"threshold (normal fit to {count} validation normals: mean + {norm_quantile(quantile):.3f} std)"
+        print(f"WARNING: only {count} validation normals, fewer than the {quantile_support(quantile)} a {quantile:.0%} "
+              f"quantile needs: the threshold is a normal fit to their scores (mean + {norm_quantile(quantile):.3f} std), "
+              "a rough estimate. Precision, recall and F1 at it are uncertain; AUROC does not depend on it.")
+    return {"validation_normals": count, "threshold_quantile": quantile, "threshold_rule": rule,
+            "threshold_label": label}
 
 
 def floor_metrics(floor, floor_variants, score):

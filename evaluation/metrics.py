@@ -72,13 +72,38 @@ def minmax_bounds(scores: np.ndarray) -> tuple[float, float]:
     return low, (high - low) or 1.0
 
 
+def threshold_rule(count: int, quantile: float = 0.95) -> str:
+    """How the default threshold is estimated from `count` validation normals.
+
+    'quantile' (the empirical `quantile`) needs at least 1 / (1 - q) scores (20 at 0.95): with fewer,
+    the empirical 95th percentile is an interpolation between the two largest scores, i.e. the noise
+    of one or two images. Below that, 'normal_fit': mean + z_q * std of the scores, which uses every
+    score for two numbers instead of one tail; still rough, so the run warns and records the rule.
+    """
+    return "quantile" if count >= quantile_support(quantile) else "normal_fit"
+
+
+def quantile_support(quantile: float) -> int:
+    """The fewest scores an empirical `quantile` is trusted on: 1 / (1 - q), rounded up (20 at 0.95)."""
+    return int(np.ceil(1.0 / (1.0 - quantile) - 1e-9))
+
+
 def validation_threshold(validation_scores: np.ndarray, quantile: float = 0.95) -> float:
-    """Default decision threshold: the `quantile` of the validation-normal scores (no test label
-    involved), i.e. ~5% of normals flagged at 0.95 (SPEC section 4, "Calibration")."""
+    """Default decision threshold from validation-normal scores (no test label involved): their
+    `quantile`, i.e. ~5% of normals flagged at 0.95 (SPEC section 4, "Calibration"), or the normal fit
+    mean + z_q * std when there are too few of them for a quantile (`threshold_rule`)."""
     validation_scores = np.asarray(validation_scores, dtype=np.float64).ravel()
     if validation_scores.size == 0:
         raise ValueError("No validation scores given; the default threshold needs validation normals.")
-    return float(np.quantile(validation_scores, quantile))
+    if threshold_rule(validation_scores.size, quantile) == "quantile":
+        return float(np.quantile(validation_scores, quantile))
+    spread = np.std(validation_scores, ddof=1) if validation_scores.size > 1 else 0.0
+    return float(np.mean(validation_scores) + norm_quantile(quantile) * spread)
+
+
+def norm_quantile(quantile: float) -> float:
+    """z_q of the standard normal (1.645 at 0.95)."""
+    return float(stats.norm.ppf(quantile))
 
 
 def oracle_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:

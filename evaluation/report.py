@@ -141,12 +141,12 @@ def floor_line(auroc, floor, label):
 
 
 def _numeric(metrics, prefix=""):
-    """Flatten nested metric dicts to {"a/b": float} for TensorBoard."""
+    """Flatten nested metric dicts to {"a/b": float} for TensorBoard (text entries, e.g. a rule's name, are left out)."""
     flat = {}
     for name, value in metrics.items():
         if isinstance(value, dict):
             flat.update(_numeric(value, f"{prefix}{name}/"))
-        else:
+        elif not isinstance(value, str):
             flat[prefix + name] = float(value)
     return flat
 

@@ -78,6 +78,9 @@ def test_smoke_run_writes_every_artefact(phantom_run):
     assert METRIC_KEYS | {"pixel_auroc"} <= set(metrics)
     assert np.isfinite(metrics["pixel_auroc"]) and np.isfinite(metrics["pixel_auroc_z_map"])
     assert "floor" not in metrics  # --no-floor: no pca / knn runs, no floor numbers
+    # 40 normals leave 3 for validation: too few for a 95th percentile, so the thin-validation rule applies
+    assert metrics["calibration"] == {"validation_normals": 3, "threshold_quantile": 0.95, "threshold_rule": "normal_fit",
+                                      "threshold_label": "threshold (normal fit to 3 validation normals: mean + 1.645 std)"}
 
     split = json.loads((phantom_run / "split.json").read_text())
     rows = read_scores(phantom_run)
@@ -424,7 +427,7 @@ def test_console_names_each_epoch_phase_and_each_step_and_quotes_the_tensorboard
     run_dir, console = phantom_call
     epochs = [line for line in console.splitlines() if line.startswith("Epoch")]
     assert [line.split()[:3] for line in epochs] == [["Epoch", "1/2", "reconstruction"], ["Epoch", "2/2", "adversarial"]]
-    for step in ("Calibrating", "Evaluating", "Exporting"):
+    for step in ("Calibrating", "Evaluating", "Exporting", "WARNING: only 3 validation normals"):
         assert any(line.startswith(step) for line in console.splitlines()), step
     out = run_dir.parents[2]
     assert f"tensorboard --logdir {shlex.quote(str(out))}" in console and " " in str(out)

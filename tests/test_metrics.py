@@ -65,6 +65,17 @@ def test_validation_threshold_is_the_quantile():
     assert metrics.validation_threshold(scores, 0.99) == pytest.approx(np.quantile(scores, 0.99))
 
 
+def test_few_validation_normals_get_a_normal_fit_threshold_not_the_top_score():
+    """4 scores cannot carry a 95th percentile (it would sit between the two largest): below 20 the
+    threshold is mean + 1.645 std, recorded as the 'normal_fit' rule."""
+    scores = np.array([-1.0, -0.2, 0.3, 0.9])
+    assert metrics.threshold_rule(4, 0.95) == "normal_fit" and metrics.threshold_rule(20, 0.95) == "quantile"
+    assert metrics.quantile_support(0.99) == 100
+    expected = scores.mean() + 1.6448536 * scores.std(ddof=1)
+    assert metrics.validation_threshold(scores, 0.95) == pytest.approx(expected, rel=1e-6)
+    assert metrics.validation_threshold(scores, 0.95) != pytest.approx(np.quantile(scores, 0.95))
+
+
 def test_oracle_threshold_is_in_raw_units():
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 2, size=300)
