@@ -11,7 +11,10 @@ from data.protocols import default_protocol
 from models.config import ConfigError
 from evaluation.scoring import score_variants
 from models.registry import FAMILIES, architecture, family
+from models.names import FLOOR_NAMES
+from training.domains import domain_defaults
 from training.names import PROFILE_NAMES
+
 COMMON = {
     "validation_fraction": 0.1,
     "test_fraction": 0.2,  # Improved BiGAN §IV-B: normals split 80/20
@@ -55,8 +58,12 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
     config.update(DATA[profile])
     config.update(models.TRAINING_COMMON)
     config.update(models.TRAINING[profile])
-    given = {key: value for key, value in overrides.items() if value is not None and key in OVERRIDABLE}
     preset = dict(models.PRESETS[config["preset"]])
+    domain = {key: value for key, value in domain_defaults(dataset, profile, model in FLOOR_NAMES).items()
+              if (key in config or key in preset) and (key != "score" or value in score_variant_names(model))}
+    config.update({key: value for key, value in domain.items() if key not in preset})
+    config["domain_defaults"] = domain  # what the dataset's domain changed (config.json shows it)
+    given = {key: value for key, value in overrides.items() if value is not None and key in OVERRIDABLE}
     for key in given:
         if key not in config and key not in preset:
             flag = "--" + key.replace("_", "-")
@@ -65,7 +72,8 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
     if any(key in given for key in _EPOCH_KEYS) and "min_updates" not in given:
         config["min_updates"] = 0  # explicit epochs are taken as given
     config["architecture"] = architecture(
-        model, config["preset"], **{key: given[key] for key in _ARCHITECTURE_KEYS if key in given}
+        model, config["preset"], **{**{key: value for key, value in domain.items() if key in preset},
+                                    **{key: given[key] for key in _ARCHITECTURE_KEYS if key in given}}
     )
     if config["xla"] == "on" and config["deterministic"]:
         raise ConfigError("--xla on needs --nondeterministic: Keras turns XLA off under TensorFlow's op determinism.")
