@@ -32,6 +32,7 @@ from models.registry import FAMILIES, FLOOR_NAMES, MODEL_NAMES, ModelNotAvailabl
 from training.callbacks import TrainingDivergedError
 from training.losses import PerceptualWeightsError
 from training.distribution import make_strategy
+from training.domains import QUICK_DEFAULTS, RECOMMENDED, domain_of
 from training.profiles import COMMON, OVERRIDABLE, applicable_overrides, resolve_config, scale_to_data
 from training.runs import latest_unfinished_run, new_run_dir, set_state, trained
 from training.trainer import compiled_model, fit, set_determinism
@@ -292,6 +293,18 @@ def prepare_data(args):
             print(describe(collection, protocol_split(collection, config), config["protocol"]))
 
 
+def domain_note(dataset, profile, named):
+    """The console line naming the dataset domain's quick defaults and recommended model (training.domains)."""
+    domain = domain_of(dataset)
+    parts = []
+    if profile == "quick" and QUICK_DEFAULTS.get(domain):
+        parts.append("quick defaults for " + domain + " data: "
+                     + ", ".join(f"{key} {value}" for key, value in QUICK_DEFAULTS[domain].items()))
+    if domain in RECOMMENDED and RECOMMENDED[domain][0] not in named:
+        parts.append(f"recommended model for {domain} data: {RECOMMENDED[domain][0]} (--model {RECOMMENDED[domain][0]})")
+    return "; ".join(parts) + " (chosen on the development sets: docs/defaults.md)." if parts else ""
+
+
 def execute(args):
     """Run the call `args` describes (run_experiments.parse_args); returns the process exit code."""
     _cached_dataset.cache_clear()  # each call reads the folders as they are now
@@ -303,6 +316,9 @@ def execute(args):
         models = planned_models(named, args.no_floor)
         for model in models:  # a bad flag stops the call before any run, not after the floors
             run_config(args, model, args.seeds[0], args.category, model in named)
+        note = domain_note(args.dataset, args.profile, named)
+        if note:
+            print(note)
         strategy = make_strategy(args.strategy or COMMON["strategy"])  # before any other TensorFlow work
         results = [
             result

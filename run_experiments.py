@@ -19,6 +19,7 @@ import sys
 from data.protocols import PROTOCOLS
 from data.sources import DATASET_NAMES, SOURCES
 from models.names import MODEL_NAMES
+from training.domains import recommendation_lines
 from training.names import PROFILE_NAMES, STRATEGIES
 
 PROFILE_DEFAULT = "default: from --profile"
@@ -59,6 +60,8 @@ def build_parser():
     parser = argparse.ArgumentParser(
         description="Train on normal images only, then score, evaluate and export an anomaly detector.",
         formatter_class=HelpFormatter,
+        epilog="Recommended model per data domain (quick profile, chosen on real development sets, "
+               "docs/defaults.md): " + "; ".join(recommendation_lines()) + ".",
     )
     parser.add_argument("--model", default="improved_bigan", help=f"NAME[,NAME...] or 'all'; one of {', '.join(MODEL_NAMES)}")
     parser.add_argument("--dataset", default="phantom", choices=DATASET_NAMES,
