@@ -26,6 +26,13 @@ MAX_SEED = 2**32 - 1
 MAX_PIXELS_PER_STEP = 64 * 256 * 256  # numpy's and TensorFlow's seeds are unsigned 32-bit
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, but a refused value is one line on stderr (the error), not the 20-line usage first."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def _integer(text):
     try:
         return int(text)

@@ -24,7 +24,7 @@ from data.protocols import make_split, split_from_json, write_split
 from data.sources import DatasetError, available_categories, load_dataset, resolve_data_dir
 from evaluation.evaluate import calibrate, evaluate
 from evaluation.export import ImageDetector, export_saved_model
-from evaluation.report import dataset_label, summary_table, write_report, write_tensorboard_results
+from evaluation.report import REPORT_RUNS, dataset_label, summary_table, write_report, write_tensorboard_results
 from evaluation.scoring import build_detector
 from models.config import ConfigError
 from models.registry import FAMILIES, FLOOR_NAMES, MODEL_NAMES, ModelNotAvailableError, check_model_name
@@ -306,7 +306,9 @@ def execute(args):
         evaluated = [result for result in results if "auroc" in result[1]]
         if len(evaluated) > 1:
             report = write_report(evaluated, args.out)
-            print(f"\nReport over {len(evaluated)} runs:\n\n{report.with_suffix('.txt').read_text()}")
+            earlier = len(json.loads((report.parent / REPORT_RUNS).read_text())) - len(evaluated)
+            kept = f" (and {earlier} run(s) of earlier calls into {report.parent}/, merged)" if earlier else ""
+            print(f"\nReport over {len(evaluated)} runs{kept}:\n\n{report.with_suffix('.txt').read_text()}")
             print(f"Tables and figures: {report}.md, .csv, .txt, .png and {report.parent}/report_roc.png")
     except (DatasetError, ModelNotAvailableError, PerceptualWeightsError, ConfigError, RunBusyError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -29,13 +29,6 @@ EPOCHS = checks.bounded_int(1, checks.MAX_EPOCHS)
 PHASE_EPOCHS = checks.bounded_int(0, checks.MAX_EPOCHS)
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse's parser, but a refused value is one line on stderr (the error), not the 20-line usage first."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows a flag's default only when it has one: no "(default: None)" for settings the profile decides."""
 
@@ -44,7 +37,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser():
-    parser = ArgumentParser(
+    parser = checks.ArgumentParser(
         prog="run_experiments.py",
         description="Train on normal images only, then score, evaluate and export an anomaly detector.",
         formatter_class=HelpFormatter,
@@ -108,7 +101,7 @@ def build_parser():
     parser.add_argument("--out", default="runs",
                         help="root of run directories (created and test-written before any data is read)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the newest unfinished run of this model, dataset, data and seed from its last checkpoint")
+                        help="continue the newest unfinished run whose saved settings are this command's from its last checkpoint")
     parser.add_argument("--no-floor", action="store_true",
                         help="do not also run the classical floors (pca, knn) beside the deep models")
     parser.add_argument("--verbose", action="store_true",
@@ -125,8 +118,9 @@ def parse_args(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    problem = (data_flag_problem(args) or flag_problem(args) or data_problem(args)
-               or (None if args.download or args.describe else checks.writable_folder_problem(args.out)))
+    problem = (data_flag_problem(args) or flag_problem(args)
+               or (None if args.download or args.describe else checks.writable_folder_problem(args.out))
+               or data_problem(args))
     if problem:
         parser.error(problem)
     args.seeds = args.seeds or [0 if args.seed is None else args.seed]
