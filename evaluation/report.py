@@ -207,7 +207,8 @@ def _add_better_floor(rows):
     """Each deep row gets the better floor's mean AUROC on the same dataset and its own AUROC minus that."""
     for row in rows:
         floors = [other for other in rows if other["dataset"] == row["dataset"] and other["model"] in FLOOR_NAMES
-                  and other.get("profile") == row.get("profile") and not math.isnan(other["auroc_mean"])]
+                  and (other["profile"], other["seeds"]) == (row["profile"], row["seeds"])  # the same splits
+                  and not math.isnan(other["auroc_mean"])]
         best = max(floors, key=lambda other: other["auroc_mean"]) if floors and row["model"] not in FLOOR_NAMES else None
         row["better_floor"] = best["model"] if best else ""
         row["better_floor_auroc"] = best["auroc_mean"] if best else float("nan")

@@ -139,12 +139,20 @@ def test_a_12_bit_png_scores_the_same_in_evaluation_saved_model_and_predict(bit_
         assert expected[path] == pytest.approx(served, rel=1e-3, abs=1e-3) == predicted[path]
 
 
-def test_predict_threshold_overrides_the_stored_one(bit_depth_run, tmp_path):
+def test_predict_threshold_overrides_the_stored_one_and_a_second_call_leaves_no_stale_overlay(bit_depth_run, tmp_path):
     run_dir, (_, abnormal), _ = bit_depth_run
+    (tmp_path / "overlays").mkdir()
+    (tmp_path / "overlays" / "my notes.txt").write_text("not predict's")
     assert run_experiments.main(["predict", str(run_dir / "saved_model"), str(abnormal), "--threshold=-1e9",
                                  "--out", str(tmp_path)]) == 0
     rows = read_csv(tmp_path / "predictions.csv")
     assert len(rows) == 8 and all(row["is_anomalous"] == "1" and float(row["threshold"]) == -1e9 for row in rows)
+    # Issue 21.6: a second call into the same --out left the first call's overlays beside its own.
+    one = sorted(abnormal.iterdir())[0]
+    assert run_experiments.main(["predict", str(run_dir), str(one), "--out", str(tmp_path)]) == 0
+    (row,) = read_csv(tmp_path / "predictions.csv")
+    assert sorted(path.name for path in (tmp_path / "overlays").iterdir()) == [pathlib.Path(row["overlay"]).name,
+                                                                              "my notes.txt"]
 
 
 def test_predict_skips_hostile_files_with_reasons_and_keeps_each_decoded_size(bit_depth_run, tmp_path):
