@@ -25,7 +25,7 @@ from data.sources import DatasetError, available_categories, load_dataset, resol
 from evaluation.evaluate import calibrate, evaluate
 from evaluation.export import ImageDetector, export_saved_model
 from evaluation.metrics import norm_quantile, quantile_support, threshold_rule
-from evaluation.report import dataset_label, summary_table, write_report, write_tensorboard_results
+from evaluation.report import REPORT_RUNS, dataset_label, summary_table, write_report, write_tensorboard_results
 from evaluation.scoring import build_detector
 from models.config import ConfigError
 from models.registry import FAMILIES, FLOOR_NAMES, MODEL_NAMES, ModelNotAvailableError, check_model_name
@@ -34,7 +34,8 @@ from training.losses import PerceptualWeightsError
 from training.distribution import make_strategy
 from training.domains import QUICK_DEFAULTS, RECOMMENDED, domain_of
 from training.profiles import COMMON, OVERRIDABLE, applicable_overrides, resolve_config, scale_to_data
-from training.runs import latest_unfinished_run, new_run_dir, set_state, trained
+from training.runs import (RunBusyError, latest_unfinished_run, locked, new_run_dir, set_state, setting_differences,
+                           trained, unfinished_runs)
 from training.trainer import compiled_model, fit, set_determinism
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
@@ -118,11 +119,21 @@ def run(args, model, seed, category, strategy, named=True, floor=None, floor_var
     config = run_config(args, model, seed, category, named)
     run_dir = latest_unfinished_run(args.out, config) if args.resume else None
     if run_dir is not None:
-        config = json.loads((run_dir / "config.json").read_text())
-        print(f"Resuming {run_dir} (its saved config.json is used; other flags are ignored).")
-    elif args.resume:
-        print(f"No unfinished {model} run of this data and seed under {args.out}/ has a checkpoint; starting a new run.")
+        with locked(run_dir):  # a second --resume of this run, or the call still training it, is refused
+            config = json.loads((run_dir / "config.json").read_text())
+            print(f"Resuming {run_dir} (its saved settings are this command's).")
+            return start_or_resume(args, config, run_dir, strategy, floor, floor_variants)
+    if args.resume:
+        unfinished = unfinished_runs(args.out, config)
+        if unfinished:
+            print(f"Not resuming {unfinished[-1]}: its settings differ from this command's "
+                  f"({', '.join(setting_differences(unfinished[-1], config))}).")
+        print(f"No unfinished {model} run with these settings under {args.out}/ has a checkpoint; starting a new run.")
+    return start_or_resume(args, config, None, strategy, floor, floor_variants)
 
+
+def start_or_resume(args, config, run_dir, strategy, floor, floor_variants):
+    """`run` once the run is chosen: resume run_dir (locked by the caller), or start a new run when it is None."""
     set_determinism(config)  # before any dataset is built: tf.data's parallel maps follow it
     keras.utils.set_random_seed(config["seed"])
     collection = load_collection(args, config)
@@ -146,9 +157,10 @@ def run(args, model, seed, category, strategy, named=True, floor=None, floor_var
               f"x{config['epoch_scale']} to reach {config['min_updates']} updates (--min-updates 0 turns this off).")
     run_dir = new_run_dir(args.out, config)
     try:
-        (run_dir / "config.json").write_text(json.dumps(config, indent=1))
-        write_split(run_dir / "split.json", collection, split)
-        return train_evaluate_export(args, config, collection, split, run_dir, strategy, floor, floor_variants)
+        with locked(run_dir):
+            (run_dir / "config.json").write_text(json.dumps(config, indent=1))
+            write_split(run_dir / "split.json", collection, split)
+            return train_evaluate_export(args, config, collection, split, run_dir, strategy, floor, floor_variants)
     except BaseException:
         if not trained(run_dir):
             shutil.rmtree(run_dir)
@@ -328,9 +340,11 @@ def execute(args):
         evaluated = [result for result in results if "auroc" in result[1]]
         if len(evaluated) > 1:
             report = write_report(evaluated, args.out)
-            print(f"\nReport over {len(evaluated)} runs:\n\n{report.with_suffix('.txt').read_text()}")
+            earlier = len(json.loads((report.parent / REPORT_RUNS).read_text())) - len(evaluated)
+            kept = f" (and {earlier} run(s) of earlier calls into {report.parent}/, merged)" if earlier else ""
+            print(f"\nReport over {len(evaluated)} runs{kept}:\n\n{report.with_suffix('.txt').read_text()}")
             print(f"Tables and figures: {report}.md, .csv, .txt, .png and {report.parent}/report_roc.png")
-    except (DatasetError, ModelNotAvailableError, PerceptualWeightsError, ConfigError) as error:
+    except (DatasetError, ModelNotAvailableError, PerceptualWeightsError, ConfigError, RunBusyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except TrainingDivergedError as error:

@@ -16,37 +16,18 @@ import pathlib
 import shlex
 import sys
 
+import checks
 from data.protocols import PROTOCOLS
-from data.sources import DATASET_NAMES, SOURCES
+from data.sources import DATASET_NAMES, SOURCES, DatasetError, load_dataset, resolve_data_dir
+from data.sources import _check_options as check_options
 from models.names import MODEL_NAMES
 from training.domains import recommendation_lines
-from training.names import PROFILE_NAMES, STRATEGIES
+from training.names import PROFILE_NAMES, SCORE_NAMES, STRATEGIES
 
 PROFILE_DEFAULT = "default: from --profile"
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def seed_list(text):
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be comma-separated integers, got {text!r}") from None
-    if not seeds:
-        raise argparse.ArgumentTypeError("needs at least one seed")
-    return seeds
+# Integer flags and their bounds (checks.py says why); epochs_recon / epochs_adv may be 0 (skip that phase).
+EPOCHS = checks.bounded_int(1, checks.MAX_EPOCHS)
+PHASE_EPOCHS = checks.bounded_int(0, checks.MAX_EPOCHS)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -57,7 +38,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = checks.ArgumentParser(
+        prog="run_experiments.py",
         description="Train on normal images only, then score, evaluate and export an anomaly detector.",
         formatter_class=HelpFormatter,
         epilog="Recommended model per data domain (quick profile, chosen on real development sets, "
@@ -80,16 +62,20 @@ def build_parser():
                         help="download the dataset (and --category for mvtec_ad) into --data-dir, then exit")
     parser.add_argument("--profile", default="quick", choices=PROFILE_NAMES,
                         help="paper = the paper's full schedule; quick = minutes on a CPU; smoke = seconds")
-    parser.add_argument("--epochs", type=positive_int,
+    parser.add_argument("--epochs", type=EPOCHS,
                         help=f"training epochs of single-phase models (cae_d_gan; {PROFILE_DEFAULT})")
-    parser.add_argument("--epochs-recon", type=non_negative_int,
+    parser.add_argument("--epochs-recon", type=PHASE_EPOCHS,
                         help=f"improved_bigan: phase-1 (reconstruction-only) epochs ({PROFILE_DEFAULT})")
-    parser.add_argument("--epochs-adv", type=non_negative_int,
+    parser.add_argument("--epochs-adv", type=PHASE_EPOCHS,
                         help=f"improved_bigan: phase-2 (adversarial) epochs ({PROFILE_DEFAULT})")
-    parser.add_argument("--batch-size", type=positive_int, help=f"images per training step ({PROFILE_DEFAULT})")
-    parser.add_argument("--image-size", type=positive_int, help=f"square input size (paper: 128; {PROFILE_DEFAULT})")
-    parser.add_argument("--latent-dim", type=positive_int, help=f"size of the latent code ({PROFILE_DEFAULT})")
-    parser.add_argument("--lr", type=float, help=f"Adam learning rate for all networks ({PROFILE_DEFAULT})")
+    parser.add_argument("--batch-size", type=checks.bounded_int(1, checks.MAX_BATCH_SIZE),
+                        help=f"images per training step, 1..{checks.MAX_BATCH_SIZE} ({PROFILE_DEFAULT})")
+    parser.add_argument("--image-size", type=checks.bounded_int(checks.MIN_IMAGE_SIZE, checks.MAX_IMAGE_SIZE),
+                        help=f"square input size, {checks.MIN_IMAGE_SIZE}..{checks.MAX_IMAGE_SIZE} (paper: 128; {PROFILE_DEFAULT})")
+    parser.add_argument("--latent-dim", type=checks.bounded_int(1, checks.MAX_LATENT_DIM),
+                        help=f"size of the latent code, 1..{checks.MAX_LATENT_DIM} ({PROFILE_DEFAULT})")
+    parser.add_argument("--lr", type=checks.learning_rate,
+                        help=f"Adam learning rate for all networks, above 0 and at most {checks.MAX_LR:g} ({PROFILE_DEFAULT})")
     parser.add_argument("--perceptual-weights",
                         help=f"improved_bigan: VGG16 weights for the perceptual loss: imagenet | none | PATH ({PROFILE_DEFAULT})")
     parser.add_argument("--xla", choices=("auto", "on", "off"),
@@ -104,7 +90,7 @@ def build_parser():
                         "zenati_ce (bigan, egbad, efficient_gan), skip_ganomaly, anogan, knn; default per model and profile")
     parser.add_argument("--phantom-draw", choices=("test", "dev"),
                         help="phantom: `dev` is a separate draw for tuning; reported numbers use `test` (the default)")
-    parser.add_argument("--min-updates", type=non_negative_int,
+    parser.add_argument("--min-updates", type=checks.bounded_int(0, checks.MAX_MIN_UPDATES),
                         help=f"stretch the epochs of a small training set to at least this many updates (0: off; {PROFILE_DEFAULT})")
     parser.add_argument("--nondeterministic", dest="deterministic", action="store_false", default=None,
                         help="skip TensorFlow op determinism (faster; the same command may then differ slightly)")
@@ -112,12 +98,13 @@ def build_parser():
                         help="improved_bigan: constant learning rate (the default), or cosine decay to 5 %% over the schedule")
     seeds = parser.add_mutually_exclusive_group()
     # No argparse default: with one, `--seed 0 --seeds 1,2` would not count as a conflict.
-    seeds.add_argument("--seed", type=int, help="seed of the split, initialisation and augmentation (default: 0)")
-    seeds.add_argument("--seeds", type=seed_list,
+    seeds.add_argument("--seed", type=checks.seed, help="seed of the split, initialisation and augmentation (default: 0)")
+    seeds.add_argument("--seeds", type=checks.seed_list,
                        help="comma-separated seeds, e.g. 0,1,2: one run each, then mean ± std in report.md")
-    parser.add_argument("--out", default="runs", help="root of run directories")
+    parser.add_argument("--out", default="runs",
+                        help="root of run directories (created and test-written before any data is read)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the newest unfinished run of this model, dataset, data and seed from its last checkpoint")
+                        help="continue the newest unfinished run whose saved settings are this command's from its last checkpoint")
     parser.add_argument("--no-floor", action="store_true",
                         help="do not also run the classical floors (pca, knn) beside the deep models")
     parser.add_argument("--verbose", action="store_true",
@@ -126,14 +113,17 @@ def build_parser():
 
 
 def parse_args(argv=None):
-    """The call's arguments, checked as far as possible without TensorFlow; a bad one exits with code 2.
+    """The call's arguments, checked as far as possible without TensorFlow and before any data is read; a bad one
+    exits with code 2 and one sentence on stderr.
 
     Adds `seeds` (the seeds to run, from --seed or --seeds) and `command` (the call, for config.json).
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    problem = data_flag_problem(args) or (None if args.download or args.describe else out_problem(args.out))
+    problem = (data_flag_problem(args) or flag_problem(args)
+               or (None if args.download or args.describe else checks.writable_folder_problem(args.out))
+               or data_problem(args))
     if problem:
         parser.error(problem)
     args.seeds = args.seeds or [0 if args.seed is None else args.seed]
@@ -152,15 +142,57 @@ def data_flag_problem(args):
     return None
 
 
-def out_problem(out):
-    """Why run directories cannot be made under `out`, or None; checked before any data is read.
+def model_list(value):
+    """--model's names ('all' = every model); raises ValueError with the sentence for an empty, unknown or repeated name."""
+    if value.strip() == "all":
+        return list(MODEL_NAMES)
+    names = [name.strip() for name in value.split(",")]
+    if not any(names):
+        raise ValueError(f"--model needs a model name; choose from all, {', '.join(MODEL_NAMES)}.")
+    unknown = [name for name in names if name not in MODEL_NAMES]
+    if unknown:
+        raise ValueError(f"Unknown model {unknown[0]!r} in --model {value!r}; choose from all, {', '.join(MODEL_NAMES)}.")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"--model names {repeated[0]} twice; each model runs once per seed.")
+    return names
 
-    Nothing is created here: the nearest existing folder on the way must be writable.
-    """
-    path = pathlib.Path(out).absolute()
-    existing = next(folder for folder in (path, *path.parents) if folder.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        return f"--out {out}: cannot create run directories there ({existing} is not a writable folder)."
+
+def flag_problem(args):
+    """A flag value or combination that is wrong whatever the model and data: the sentence saying so, or None.
+    (Whether a flag applies to the model, and the image size its network can halve, are checked with the
+    model's settings in experiment.py, still before any data is read.)"""
+    try:
+        model_list(args.model)
+    except ValueError as error:
+        return str(error)
+    if args.score is not None and args.score not in SCORE_NAMES:
+        return f"--score {args.score} does not exist; the score variants are {', '.join(SCORE_NAMES)}."
+    if args.epochs_recon == 0 and args.epochs_adv == 0:
+        return "--epochs-recon 0 with --epochs-adv 0 trains nothing; give at least one phase an epoch."
+    if args.xla == "on" and args.deterministic is not False:
+        return "--xla on needs --nondeterministic: Keras turns XLA off under TensorFlow's op determinism."
+    if args.strategy == "multi_worker":
+        return checks.tf_config_problem()
+    return None
+
+
+def data_problem(args):
+    """Options the dataset does not take (--category, --source) and a data folder that does not exist, or None.
+    Only existence is checked here: nothing is listed or decoded (the loaders raise these errors first)."""
+    try:
+        check_options(args.dataset, args.category, args.source)
+        if args.download or args.dataset == "phantom" or args.source == "tfds":
+            return None
+        if args.dataset == "folder":
+            if not args.normal_dir or not all(pathlib.Path(path).is_dir() for path in (args.normal_dir, args.abnormal_dir) if path):
+                load_dataset("folder", normal_dir=args.normal_dir, abnormal_dir=args.abnormal_dir)  # raises
+            return None
+        root = resolve_data_dir(args.dataset, args.data_dir)
+        if root is None or not root.is_dir() or (args.dataset == "mvtec_ad" and args.category is None):
+            load_dataset(args.dataset, data_dir=args.data_dir, category=args.category, source=args.source)  # raises
+    except DatasetError as error:
+        return str(error)
     return None
 
 

@@ -10,16 +10,19 @@ overlay per image at the size the image was decoded at (its own size, unless dec
 TensorFlow is imported after the arguments are parsed, so `predict --help` is instant.
 """
 
-import argparse
 import contextlib
 import csv
 import pathlib
+import re
 import sys
+
+import checks
 
 EXIT_USAGE = 2  # run_experiments' code for bad usage or data
 # Overlay colours span anomaly-map values 0..OVERLAY_SCALE, one fixed scale so overlays of different images and calls
 # compare: the map is the error divided by the normals' typical error there, so 1 is a normal pixel and 3 saturates.
 OVERLAY_SCALE = 3.0
+OVERLAY_NAME = re.compile(r"\d{5}_.*\.png")  # the overlays predict writes, and clears from --out on the next call
 
 
 class PredictError(Exception):
@@ -27,16 +30,21 @@ class PredictError(Exception):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
+    parser = checks.ArgumentParser(
         prog="run_experiments.py predict",
         description="Score images with a trained run: CSV of scores and decisions, anomaly-map overlays.",
     )
     parser.add_argument("model", help="a run directory (holding saved_model/) or a SavedModel folder")
     parser.add_argument("images", nargs="+", help="image files and folders (folders are searched recursively)")
     parser.add_argument("--out", default="predictions", help="folder for predictions.csv, skipped.csv and overlays/")
-    parser.add_argument("--threshold", type=float, help="decision threshold (default: the one stored in the model)")
+    parser.add_argument("--threshold", type=checks.finite_float,
+                        help="decision threshold, a finite number (default: the one stored in the model)")
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines and warnings")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    problem = checks.writable_folder_problem(args.out)  # a file there, /proc, a read-only mount: before TensorFlow
+    if problem:
+        parser.error(problem)
+    return args
 
 
 def main(argv, quiet_tensorflow=None):
@@ -92,6 +100,9 @@ def predict(model, paths, out, threshold=None):
     if threshold is None and "threshold" not in serving.structured_outputs:
         raise PredictError(f"{serving_path} was exported without its threshold (an older run); pass --threshold.")
     (out / "overlays").mkdir(parents=True, exist_ok=True)
+    for stale in (out / "overlays").iterdir():  # an earlier call's overlays (NNNNN_<name>.png); other files stay
+        if OVERLAY_NAME.fullmatch(stale.name) and stale.is_file():
+            stale.unlink()
     rows = []
     for path in files:
         try:

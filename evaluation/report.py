@@ -1,7 +1,9 @@
 """Run summaries: the papers' reference numbers, end-of-run tables, report.md/csv/txt/png, final TensorBoard entries."""
 
 import csv
+import json
 import math
+import os
 import pathlib
 
 import numpy as np
@@ -74,6 +76,11 @@ _SUMMARY_ROWS = (*TABLE_COLUMNS, "balanced_accuracy", "average_precision", "thre
                  "psnr", "ssim", "psnr_normal", "psnr_abnormal", "ssim_normal", "ssim_abnormal")
 REPORT_COLUMNS = (*TABLE_COLUMNS, "balanced_accuracy", "average_precision", "oracle_accuracy", "pixel_auroc", "psnr",
                   "ssim", "minutes")
+
+
+# Beside report.md: the run folders (relative to it) behind the report's rows, so a later call into the same --out
+# merges its rows with these instead of overwriting them.
+REPORT_RUNS = "report_runs.json"
 
 
 def dataset_label(config):
@@ -200,6 +207,7 @@ def _add_better_floor(rows):
     """Each deep row gets the better floor's mean AUROC on the same dataset and its own AUROC minus that."""
     for row in rows:
         floors = [other for other in rows if other["dataset"] == row["dataset"] and other["model"] in FLOOR_NAMES
+                  and (other["profile"], other["seeds"]) == (row["profile"], row["seeds"])  # the same splits
                   and not math.isnan(other["auroc_mean"])]
         best = max(floors, key=lambda other: other["auroc_mean"]) if floors and row["model"] not in FLOOR_NAMES else None
         row["better_floor"] = best["model"] if best else ""
@@ -222,9 +230,9 @@ def report_rows(results):
     columns = report_columns(results)
     groups = {}
     for config, metrics, run_dir in results:
-        groups.setdefault((dataset_label(config), config["model"]), []).append((config, metrics, run_dir))
+        groups.setdefault(row_key(config), []).append((config, metrics, run_dir))
     rows = []
-    for (dataset, model), runs in groups.items():
+    for (dataset, model, profile, score), runs in groups.items():
         row = {"dataset": dataset, "model": model, "floor": model in FLOOR_NAMES,
                "seeds": ",".join(str(c["seed"]) for c, _, _ in runs), "runs": " ".join(str(d) for _, _, d in runs),
                "paper_source": paper_source(runs[0][0]) or ""}
@@ -247,14 +255,45 @@ def report_rows(results):
                 if all(name in m.get("floor_same_score", {}) for _, m, _ in runs)}
         best = max(same, key=same.get) if same else ""
         row["same_score_floor"], row["same_score_floor_auroc"] = best, same.get(best, float("nan"))
+        row["profile"], row["score"] = profile or "", score or ""
         rows.append(row)
+    for row in rows:  # a model in two rows of one dataset (merged calls): say which settings each row is
+        twice = sum((other["dataset"], other["model"]) == (row["dataset"], row["model"]) for other in rows) > 1
+        row["setting"] = f"profile {row['profile']}, score {row['score']}" if twice else ""
     _add_better_floor(rows)
     return _by_auroc(rows)
 
 
+def row_key(config):
+    """What one report row stands for: a model on a dataset (and category) under one profile and score variant."""
+    return dataset_label(config), config["model"], config.get("profile"), config.get("score")
+
+
+def merged_results(results, folder):
+    """This call's results, then the runs of earlier calls' rows in `folder` (its REPORT_RUNS) that this call did not
+    replace: a row of the same row_key is this call's; every other earlier row is kept, recomputed from its runs."""
+    listed = pathlib.Path(folder) / REPORT_RUNS
+    try:
+        earlier_dirs = [pathlib.Path(folder) / path for path in json.loads(listed.read_text())]
+    except (OSError, ValueError):
+        return list(results)
+    replaced = {row_key(config) for config, _, _ in results}
+    current = {pathlib.Path(run_dir).resolve() for _, _, run_dir in results}
+    earlier = []
+    for run_dir in earlier_dirs:
+        try:
+            config, metrics = (json.loads((run_dir / name).read_text()) for name in ("config.json", "metrics.json"))
+        except (OSError, ValueError):
+            continue  # a run folder deleted since: its row goes with it
+        if row_key(config) not in replaced and run_dir.resolve() not in current and "auroc" in metrics:
+            earlier.append((config, metrics, run_dir))
+    return [*results, *earlier]
+
+
 def model_label(row):
-    """The model's name, marked when it is a classical floor, as every table and figure shows it."""
-    return row["model"] + (" (floor)" if row["floor"] else "")
+    """The model's name, marked when it is a classical floor (and with its profile and score when the model has
+    two rows of one dataset), as every table and figure shows it."""
+    return row["model"] + (" (floor)" if row["floor"] else "") + (f" [{row['setting']}]" if row.get("setting") else "")
 
 
 def _number(value, digits=3):
@@ -327,12 +366,14 @@ def _roc_panels(results, rows):
     """report_roc.png's panels: per dataset, each model's run with the call's first seed, in report order;
     runs without scores.csv are left out, and so is a dataset with none."""
     seed = results[0][0]["seed"]
-    first = {(dataset_label(config), config["model"]): run_dir
-             for config, _, run_dir in results if config["seed"] == seed}
+    first = {}
+    for config, _, run_dir in results:
+        if config["seed"] == seed:
+            first.setdefault(tuple(value or "" for value in row_key(config)), run_dir)
     panels = {}
     for dataset, group in _by_dataset(rows).items():
-        curves = {model_label(row): run_scores(first[dataset, row["model"]]) for row in group
-                  if (dataset, row["model"]) in first}
+        keys = {model_label(row): (dataset, row["model"], row["profile"], row["score"]) for row in group}
+        curves = {label: run_scores(first[key]) for label, key in keys.items() if key in first}
         curves = {name: scored for name, scored in curves.items() if scored}
         if curves:
             panels[f"{dataset}, seed {seed}"] = curves
@@ -341,14 +382,20 @@ def _roc_panels(results, rows):
 
 def write_report(results, out_root):
     """report.md, .csv, .txt (the console table), .png (AUROC per model) and report_roc.png (ROC of every
-    model, first seed) for a multi-model / multi-seed / multi-category call; returns their path stem."""
-    rows = report_rows(results)
-    labels = {row["dataset"] for row in rows}
+    model, first seed) for a multi-model / multi-seed / multi-category call; returns their path stem.
+
+    An earlier call's report in the same folder is merged, not overwritten: its rows stay unless this call has a
+    row of the same dataset, model, profile and score (merged_results); REPORT_RUNS lists the runs of every row."""
+    labels = {dataset_label(config) for config, _, _ in results}
     datasets = {config["dataset"] for config, _, _ in results}
     # runs/<dataset>[-<category>]/report for one dataset (all categories: runs/<dataset>/report), else runs/multi/.
     folder = labels.pop() if len(labels) == 1 else datasets.pop() if len(datasets) == 1 else "multi"
     stem = pathlib.Path(out_root) / folder / "report"
     stem.parent.mkdir(parents=True, exist_ok=True)
+    results = merged_results(results, stem.parent)
+    rows = report_rows(results)
+    (stem.parent / REPORT_RUNS).write_text(json.dumps(
+        [os.path.relpath(run_dir, stem.parent) for _, _, run_dir in results], indent=1))
     with open(stem.with_suffix(".csv"), "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -374,7 +421,9 @@ def write_report(results, out_root):
             "and seeds, each with its own score (PCA reconstruction error, kNN distance). With the model's score: the "
             "same floors scored by the deep model's score variant (e.g. error_zmax), which separates what the score "
             "does from what the network learns. auroc with its paper's score: the same runs scored by the variant "
-            "the model's own paper uses (its --profile paper default), when the call used another.")
+            "the model's own paper uses (its --profile paper default), when the call used another. "
+            f"Calls into the same folder merge: a row (dataset, model, profile, score) of a later call replaces the "
+            f"earlier one, every other earlier row stays; {REPORT_RUNS} lists the runs behind the rows.")
     sources = "\n".join(f"- {dataset}: {_paper_note(group)}" for dataset, group in _by_dataset(rows).items())
     stem.with_suffix(".md").write_text(f"# Results\n\n{note}\n\n{sources}\n\n" + "\n".join(lines) + "\n")
     stem.with_suffix(".txt").write_text(console_table(rows) + "\n")

@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import shlex
+import socket
 import subprocess
 import sys
 
@@ -20,8 +21,10 @@ from sklearn.metrics import roc_auc_score
 import experiment
 import run_experiments
 from data.phantom import make_phantom
+from training import runs
 from training.checkpoints import CheckpointEveryEpoch
 from training.profiles import DATA, resolve_config
+from training.runs import latest_unfinished_run
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 METRIC_KEYS = {
@@ -190,7 +193,7 @@ def test_a_folder_is_scanned_once_for_every_seed_and_the_phantom_is_drawn_per_se
     assert collection(folder_args, 0) is not first
 
 
-def test_resume_continues_from_the_last_checkpoint(tmp_path, monkeypatch):
+def test_resume_continues_from_the_last_checkpoint(tmp_path, monkeypatch, capsys):
     out = tmp_path / "runs"
     args = ["--dataset", "phantom", "--profile", "smoke", "--epochs-recon", "2", "--epochs-adv", "2", "--no-floor",
             "--out", str(out)]
@@ -205,9 +208,29 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, monkeypatch):
     assert run_experiments.main(args) == experiment.EXIT_INTERRUPTED
     run_dir = only_run(out)
     assert json.loads((run_dir / "run_state.json").read_text())["status"] == "running"
+    assert not (run_dir / runs.LOCK_FILE).exists()  # released on Ctrl-C
     monkeypatch.setattr(CheckpointEveryEpoch, "on_epoch_end", save)
 
-    assert run_experiments.main(args + ["--resume"]) == 0
+    # Issue 21.7: only a run of this command's settings is resumed (any run of the model, data and seed was) ...
+    def resumable(*flags):
+        call = run_experiments.parse_args([*args, *flags, "--resume"])
+        return latest_unfinished_run(out, experiment.run_config(call, "improved_bigan", 0, None, True))
+
+    assert resumable() == run_dir
+    assert resumable("--epochs-adv", "3") is None and resumable("--lr", "0.01") is None
+    # ... and not while another live process holds its folder (two --resume calls at once wrote into one run).
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run_dir / runs.LOCK_FILE).write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname()}))
+        assert run_experiments.main(args + ["--resume"]) == 2
+        assert f"is in use by process {sleeper.pid}" in capsys.readouterr().err
+        assert json.loads((run_dir / "run_state.json").read_text())["status"] == "running"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+    assert run_experiments.main(args + ["--resume"]) == 0  # the dead process's lock is taken over
+    assert not (run_dir / runs.LOCK_FILE).exists()
     assert only_run(out) == run_dir
     history = json.loads((run_dir / "history.json").read_text())
     assert [record["epoch"] for record in history] == [1, 2, 3, 4]
@@ -235,8 +258,9 @@ def test_models_not_yet_available_say_so(capsys):
     if planned:
         assert run_experiments.main(["--model", planned[0]]) == 2
         assert "not available yet" in capsys.readouterr().err
-    assert run_experiments.main(["--model", "nonsense"]) == 2
-    assert "Unknown model" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # refused by the parser now, before TensorFlow (issue 21.14)
+        run_experiments.main(["--model", "nonsense"])
+    assert stop.value.code == 2 and "Unknown model" in capsys.readouterr().err
 
 
 def write_chest_xray_3(root):

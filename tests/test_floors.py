@@ -4,6 +4,7 @@ beside a deep model, and reported with a bootstrap interval and the better floor
 import csv
 import json
 import pathlib
+import shutil
 
 import keras
 import numpy as np
@@ -201,3 +202,16 @@ def test_report_rows_hold_the_interval_and_the_better_floor(floors_and_deep_run)
     assert minutes == {name: pytest.approx(metrics[name]["minutes"]) for name in runs}
     assert 0 < minutes["pca"] < minutes["cae"]  # fitting a PCA is quicker than training a network
     assert {"report.txt", "report.png", "report_roc.png"} <= {path.name for path in (out / "phantom").iterdir()}
+
+
+def test_a_later_call_into_the_same_out_keeps_the_earlier_calls_report_rows(floors_and_deep_run, tmp_path):
+    """Issue 21.6: a second call into one --out rewrote report.md/csv, dropping the first call's rows. Here the
+    floors rerun on another seed (seconds) into a copy of the fixture's --out: cae's row stays, the floors' rows
+    are this call's."""
+    out = tmp_path / "runs"
+    shutil.copytree(floors_and_deep_run[0], out)
+    assert run_experiments.main(["--model", "pca,knn", "--seeds", "7", "--profile", "smoke", "--out", str(out)]) == 0
+    with open(out / "phantom" / "report.csv") as handle:
+        seeds = {row["model"]: row["seeds"] for row in csv.DictReader(handle)}
+    assert seeds == {"cae": "0", "pca": "7", "knn": "7"}
+    assert "| phantom | cae | 0 |" in (out / "phantom" / "report.md").read_text()

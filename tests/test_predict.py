@@ -2,7 +2,9 @@
 
 import csv
 import json
+import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -20,6 +22,11 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 KINDS = ("8bit.jpg", "8bit.png", "12bit.png", "16bit.png")
 
 
+def tinted(image):
+    """A grey slice as a colour (BGR) image whose three channels differ."""
+    return np.dstack([image, image * 0.85, image * 0.7]).astype(np.uint8)
+
+
 def write_bit_depth_folders(root):
     """Phantom slices (48 px) as 8-bit JPEG and PNG, a 12-bit scan stored as 16-bit PNG (values 200..3770, as a
     scanner writes them) and a full-range 16-bit PNG, in turn; each kind lands among the abnormal (test) images."""
@@ -28,7 +35,8 @@ def write_bit_depth_folders(root):
         folder = root / ("abnormal" if label else "normal")
         folder.mkdir(parents=True, exist_ok=True)
         kind = KINDS[position % len(KINDS)]
-        stored = {"12bit.png": image.astype(np.uint16) * 14 + 200, "16bit.png": image.astype(np.uint16) * 257}
+        stored = {"12bit.png": image.astype(np.uint16) * 14 + 200, "16bit.png": image.astype(np.uint16) * 257,
+                  "8bit.jpg": tinted(image)}  # a colour JPEG, as most downloaded photos and many scans are
         assert cv2.imwrite(str(folder / f"{position}_{kind}"), stored.get(kind, image))
     return root / "normal", root / "abnormal"
 
@@ -72,23 +80,38 @@ def test_saved_model_scores_8_12_and_16_bit_files_as_training_did(bit_depth_run)
         assert float(served["score"][0]) == pytest.approx(score, rel=1e-3, abs=1e-3), path
 
 
-def test_model_keras_loads_with_one_import_and_scores_raw_images(bit_depth_run):
-    """Issue 11.2: model.keras took [-1, 1] model inputs (a uint8 image scored 254,578 instead of -13) and loading it
-    needed four project modules imported by hand. Now one import, raw uint8 / uint16 images, scores.csv's scores."""
+def readme_python_block(after):
+    """The first ```python block of README.md after the text `after`."""
+    text = (REPO / "README.md").read_text()
+    return re.search(r"```python\n(.*?)```", text[text.index(after):], re.S).group(1)
+
+
+def test_the_readmes_model_keras_snippet_scores_a_colour_jpeg_as_scores_csv_from_any_directory(bit_depth_run, tmp_path):
+    """Issue 21.12: the README's snippet (cv2.imread(...)[None, ..., None]) failed on every colour JPEG, needed the
+    repository as the working directory, and through cv2 scored up to 0.106 off scores.csv. The block is taken from
+    README.md, so the two cannot drift; it runs in a fresh process outside the repository. Appended, in the same
+    process: issue 11.2's check that model.keras takes raw uint8 / uint16 arrays and scores what scores.csv says."""
     run_dir, _, expected = bit_depth_run
-    paths = [path for path in expected if path.endswith(".png")]
-    script = (
-        "import json, sys, cv2, keras\n"
-        "import evaluation.export\n"
-        "model = keras.saving.load_model(sys.argv[1], safe_mode=True)\n"
-        "print(json.dumps([float(model(cv2.imread(p, cv2.IMREAD_UNCHANGED)[None, ..., None])['score'][0])"
-        " for p in sys.argv[2:]]))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script, str(run_dir / "model.keras"), *paths], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
+    jpeg = next(path for path in expected if path.endswith("8bit.jpg"))
+    assert cv2.imread(jpeg).std(axis=-1).max() > 10  # a colour JPEG, not grey stored as three equal channels
+    pngs = [path for path in expected if path.endswith(".png")]
+    snippet = readme_python_block("`model.keras` is the same model")
+    for placeholder, value in {"/path/to/bigan-ad": REPO, "runs/brain_mri/improved_bigan/<run>/model.keras":
+                               run_dir / "model.keras", "scan.jpg": jpeg}.items():
+        assert snippet.count(f'"{placeholder}"') == 1, placeholder
+        snippet = snippet.replace(f'"{placeholder}"', repr(str(value)))
+    raw = ("import json, cv2\n"
+           f"print(json.dumps([float(model(cv2.imread(p, cv2.IMREAD_UNCHANGED)[None, ..., None])['score'][0]) "
+           f"for p in {pngs!r}]))\n")
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", snippet + raw], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
-    scores = json.loads(result.stdout.strip().splitlines()[-1])
-    np.testing.assert_allclose(scores, [expected[path] for path in paths], rtol=1e-3, atol=1e-3)
+    *_, printed, raw_scores = result.stdout.strip().splitlines()
+    score, threshold = map(float, printed.split())
+    assert score == pytest.approx(expected[jpeg], rel=1e-3, abs=1e-3)
+    assert threshold == pytest.approx(json.loads((run_dir / "metrics.json").read_text())["threshold"], rel=1e-6)
+    np.testing.assert_allclose(json.loads(raw_scores), [expected[path] for path in pngs], rtol=1e-3, atol=1e-3)
 
 
 def test_predict_reproduces_scores_csv_and_writes_overlays_at_original_size(bit_depth_run, predictions):
@@ -116,12 +139,20 @@ def test_a_12_bit_png_scores_the_same_in_evaluation_saved_model_and_predict(bit_
         assert expected[path] == pytest.approx(served, rel=1e-3, abs=1e-3) == predicted[path]
 
 
-def test_predict_threshold_overrides_the_stored_one(bit_depth_run, tmp_path):
+def test_predict_threshold_overrides_the_stored_one_and_a_second_call_leaves_no_stale_overlay(bit_depth_run, tmp_path):
     run_dir, (_, abnormal), _ = bit_depth_run
+    (tmp_path / "overlays").mkdir()
+    (tmp_path / "overlays" / "my notes.txt").write_text("not predict's")
     assert run_experiments.main(["predict", str(run_dir / "saved_model"), str(abnormal), "--threshold=-1e9",
                                  "--out", str(tmp_path)]) == 0
     rows = read_csv(tmp_path / "predictions.csv")
     assert len(rows) == 8 and all(row["is_anomalous"] == "1" and float(row["threshold"]) == -1e9 for row in rows)
+    # Issue 21.6: a second call into the same --out left the first call's overlays beside its own.
+    one = sorted(abnormal.iterdir())[0]
+    assert run_experiments.main(["predict", str(run_dir), str(one), "--out", str(tmp_path)]) == 0
+    (row,) = read_csv(tmp_path / "predictions.csv")
+    assert sorted(path.name for path in (tmp_path / "overlays").iterdir()) == [pathlib.Path(row["overlay"]).name,
+                                                                              "my notes.txt"]
 
 
 def test_predict_skips_hostile_files_with_reasons_and_keeps_each_decoded_size(bit_depth_run, tmp_path):

@@ -1,6 +1,7 @@
 """Run summaries: report.md/csv/txt/png over seeds and models, the end-of-run tables, config resolution."""
 
 import csv
+import json
 import math
 
 import numpy as np
@@ -73,6 +74,14 @@ def test_flags_that_do_not_apply_to_a_model_are_refused():
         resolve_config("improved_bigan", "phantom", "quick", epochs=5)
     with pytest.raises(ConfigError, match="multiple of 16"):
         resolve_config("improved_bigan", "phantom", "quick", image_size=72)
+    # Issue 21.14: the refusal listed internal setting names (['architecture', 'beta_1', ...]), not flags.
+    with pytest.raises(ConfigError, match=r"--epochs-recon does not apply to fcae; the flags it takes are --batch-size, "
+                                          r"--epochs, --image-size, --latent-dim, --lr, --min-updates, "):
+        resolve_config("fcae", "phantom", "quick", epochs_recon=3)
+    # Issue 21.9: sizes beyond what memory is sized for are refused with the model's settings, before any data.
+    with pytest.raises(ConfigError, match="pixels a step"):
+        resolve_config("ganomaly", "phantom", "paper", image_size=512)
+    assert resolve_config("ganomaly", "phantom", "paper", image_size=512, batch_size=16)["batch_size"] == 16
 
 
 def test_report_over_categories_lands_in_the_dataset_folder(tmp_path):
@@ -232,3 +241,40 @@ def test_chest_report_gives_table_3_columns_for_the_five_cae_d_gan_paper_models(
         cells = [rows[model][header.index(column)] for column in ("precision", "recall", "f1", "auroc", "psnr", "ssim")]
         assert [cell.rsplit("(", 1)[1].rstrip(")") for cell in cells] == list(values)
     assert rows["egbad"][header.index("psnr")].startswith("23.000 (")
+
+
+def saved_result(root, model, seed, shift, profile="smoke", score="mse"):
+    """scored_result with its config.json and metrics.json written, as a finished run leaves them."""
+    config, metrics, run_dir = scored_result(root, model, seed, shift)
+    config.update(profile=profile, score=score)
+    (run_dir / "config.json").write_text(json.dumps(config))
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    return config, metrics, run_dir
+
+
+def report_csv(stem):
+    with open(stem.with_suffix(".csv")) as handle:
+        return {(row["model"], row["profile"]): row for row in csv.DictReader(handle)}
+
+
+def test_a_second_call_into_the_same_out_merges_its_rows_and_loses_none(tmp_path):
+    """Issue 21.6: every call rewrote report.md/csv/txt/png, so the first call's rows vanished without a word."""
+    out = tmp_path / "runs"
+    first = [saved_result(tmp_path / "call1", model, seed, 1.0) for model in ("fcae", "pca") for seed in (0, 1)]
+    write_report(first, out)
+    second = [saved_result(tmp_path / "call2", model, seed, 2.0) for model in ("cae", "pca") for seed in (5, 6)]
+    stem = write_report(second, out)
+    rows = report_csv(stem)
+    assert set(rows) == {("fcae", "smoke"), ("cae", "smoke"), ("pca", "smoke")}
+    assert rows["fcae", "smoke"]["seeds"] == "0,1"  # the first call's row, kept
+    assert rows["pca", "smoke"]["seeds"] == "5,6"  # same dataset, model, profile and score: the later call's
+    assert rows["cae", "smoke"]["better_floor"] == "pca" and "| brain_mri | fcae | 0,1 |" in stem.with_suffix(".md").read_text()
+    assert "fcae" in stem.with_suffix(".txt").read_text()
+    # Another profile is another row; a model in two rows says which is which.
+    third = [saved_result(tmp_path / "call3", "fcae", seed, 0.5, profile="quick") for seed in (0, 1)]
+    rows = report_csv(write_report(third, out))
+    assert set(rows) == {("fcae", "smoke"), ("fcae", "quick"), ("cae", "smoke"), ("pca", "smoke")}
+    assert rows["fcae", "quick"]["better_floor"] == ""  # the floors ran under smoke: not the same comparison
+    markdown = stem.with_suffix(".md").read_text()
+    assert "fcae [profile quick, score mse]" in markdown and "fcae [profile smoke, score mse]" in markdown
+    assert len(json.loads((stem.parent / "report_runs.json").read_text())) == 8

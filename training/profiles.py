@@ -7,6 +7,7 @@ resolve to one plain dict, written verbatim to config.json; nothing else decides
 
 import math
 
+from checks import MAX_PIXELS_PER_STEP
 from data.protocols import default_protocol
 from models.config import ConfigError
 from evaluation.scoring import score_variants
@@ -66,8 +67,8 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
     given = {key: value for key, value in overrides.items() if value is not None and key in OVERRIDABLE}
     for key in given:
         if key not in config and key not in preset:
-            flag = "--" + key.replace("_", "-")
-            raise ConfigError(f"{flag} does not apply to {model}; its settings are {sorted(config)}.")
+            flags = sorted(flag_name(other) for other in OVERRIDABLE if other in config or other in preset)
+            raise ConfigError(f"{flag_name(key)} does not apply to {model}; the flags it takes are {', '.join(flags)}.")
     config.update({key: value for key, value in given.items() if key not in _ARCHITECTURE_KEYS})
     if any(key in given for key in _EPOCH_KEYS) and "min_updates" not in given:
         config["min_updates"] = 0  # explicit epochs are taken as given
@@ -75,12 +76,23 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
         model, config["preset"], **{**{key: value for key, value in domain.items() if key in preset},
                                     **{key: given[key] for key in _ARCHITECTURE_KEYS if key in given}}
     )
+    pixels = config["batch_size"] * config["architecture"]["image_size"] ** 2
+    if pixels > MAX_PIXELS_PER_STEP:
+        raise ConfigError(
+            f"--batch-size {config['batch_size']} of {config['architecture']['image_size']} px images is {pixels:,} "
+            f"pixels a step, more than the {MAX_PIXELS_PER_STEP:,} (64 images of 256 px) memory is sized for; "
+            "lower --batch-size or --image-size.")
     if config["xla"] == "on" and config["deterministic"]:
         raise ConfigError("--xla on needs --nondeterministic: Keras turns XLA off under TensorFlow's op determinism.")
     variants = score_variant_names(model)
     if config["score"] not in variants:
         raise ConfigError(f"--score {config['score']} does not apply to {model}; choose one of {variants}.")
     return config
+
+
+def flag_name(key):
+    """The command-line flag that sets the OVERRIDABLE setting `key` (--nondeterministic turns `deterministic` off)."""
+    return "--nondeterministic" if key == "deterministic" else "--" + key.replace("_", "-")
 
 
 def score_variant_names(model):

@@ -1,13 +1,27 @@
 """Run directories: runs/<dataset>[-<category>]/<model>/<run-id>/ and their finished/unfinished state."""
 
+import contextlib
 import datetime
 import json
+import os
 import pathlib
+import socket
+import time
 
 STATE_FILE = "run_state.json"
 CHECKPOINT_DIR = "checkpoints"
-# What a resumed run must share with the call that resumes it (the run group fixes model, dataset and category).
-RESUME_KEYS = ("seed", "data")
+LOCK_FILE = "run.lock"
+# config.json keys that record where a run came from, not what it does: --resume ignores them.
+PROVENANCE_KEYS = ("command", "git_commit", "versions")
+# scale_to_data's record of how it stretched the epochs of a small training set (training/profiles.py).
+SCALE_KEYS = ("steps_per_epoch", "epoch_scale")
+EPOCH_KEYS = ("epochs", "epochs_recon", "epochs_adv")
+# A lock file still empty after this long was left by a process that died between creating and writing it.
+EMPTY_LOCK_SECONDS = 30
+
+
+class RunBusyError(Exception):
+    """The run folder is being written by another live process; str() is the user message."""
 
 
 def run_group(out, config):
@@ -45,18 +59,101 @@ def trained(run_dir):
 
 
 def latest_unfinished_run(out, config):
-    """Newest run of this model, dataset, data and seed that trained but did not finish (interrupted or
-    diverged), or None. A run without a checkpoint has nothing to continue: resuming it would only
-    repeat its start with its old settings."""
-    group = run_group(out, config)
-    candidates = sorted(path for path in group.glob("*") if (path / "config.json").exists()) if group.exists() else []
-    resumable = [
-        path for path in candidates
-        if get_state(path)["status"] != "finished" and trained(path) and _same_run(path, config)
-    ]
+    """Newest run of this model, dataset and category that trained but did not finish (interrupted or diverged)
+    and whose saved settings are this call's (`config`, the resolved config before scale_to_data), or None.
+    A run without a checkpoint has nothing to continue: resuming it would only repeat its start."""
+    resumable = [path for path in unfinished_runs(out, config) if not setting_differences(path, config)]
     return resumable[-1] if resumable else None
 
 
-def _same_run(run_dir, config):
-    saved = json.loads((run_dir / "config.json").read_text())
-    return all(saved.get(key) == config.get(key) for key in RESUME_KEYS)
+def unfinished_runs(out, config):
+    """Every trained, unfinished run in this model's group, oldest first."""
+    group = run_group(out, config)
+    candidates = sorted(path for path in group.glob("*") if (path / "config.json").exists()) if group.exists() else []
+    return [path for path in candidates if get_state(path)["status"] != "finished" and trained(path)]
+
+
+def comparable(config):
+    """A config as --resume compares it: JSON values, without provenance, and with the epochs as the command gave
+    them (scale_to_data multiplied them by epoch_scale, a whole number, for a small training set)."""
+    config = json.loads(json.dumps(config))
+    scale = config.pop("epoch_scale", 1)
+    for key in (*PROVENANCE_KEYS, *SCALE_KEYS):
+        config.pop(key, None)
+    return {**config, **{key: config[key] // scale for key in EPOCH_KEYS if key in config}}
+
+
+def setting_differences(run_dir, config):
+    """The settings (sorted keys) in which run_dir's config.json differs from `config`; [] for the same run."""
+    saved, wanted = comparable(json.loads((pathlib.Path(run_dir) / "config.json").read_text())), comparable(config)
+    return sorted(key for key in saved.keys() | wanted.keys() if saved.get(key) != wanted.get(key))
+
+
+def _lock_holder(path):
+    """({"pid", "host"} or None when unreadable, the lock's age in seconds)."""
+    age = 0.0
+    try:
+        age = time.time() - path.stat().st_mtime
+        holder = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}, 0.0
+    except (OSError, ValueError):
+        return None, age
+    return (holder if isinstance(holder, dict) and holder else None), age
+
+
+def _alive(holder, age):
+    if holder is None:  # created but not written yet, or a crash just then
+        return age < EMPTY_LOCK_SECONDS
+    if not holder:  # gone meanwhile
+        return False
+    if holder.get("host") != socket.gethostname():
+        return True  # another machine's process: it cannot be checked from here
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, TypeError, ValueError):
+        return True
+    return True
+
+
+def lock_run(run_dir):
+    """Take run_dir's lock (run.lock, created atomically with O_CREAT | O_EXCL, holding this PID and host), so two
+    processes never write into one run folder; a lock left by a dead process on this host is taken over.
+    Raises RunBusyError when a live process holds it. Returns the lock's path (unlock_run removes it)."""
+    path = pathlib.Path(run_dir) / LOCK_FILE
+    for _ in range(3):
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder, age = _lock_holder(path)
+            if _alive(holder, age):
+                owner = f"process {holder['pid']} on {holder['host']}" if holder else "another process"
+                raise RunBusyError(f"{run_dir} is in use by {owner} ({path}); wait for it to finish, or delete "
+                                   "that file if the process is gone.") from None
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # stale: its process is dead
+            continue
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump({"pid": os.getpid(), "host": socket.gethostname()}, handle)
+        return path
+    raise RunBusyError(f"{run_dir}: could not take its lock {path} (other processes keep taking it).")
+
+
+def unlock_run(run_dir):
+    """Remove run_dir's lock if this process holds it (a removed run folder has none left)."""
+    path = pathlib.Path(run_dir) / LOCK_FILE
+    holder, _ = _lock_holder(path)
+    if holder and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+        path.unlink()
+
+
+@contextlib.contextmanager
+def locked(run_dir):
+    """lock_run(run_dir) for the block; released however the block ends (an error, Ctrl-C)."""
+    lock_run(run_dir)
+    try:
+        yield run_dir
+    finally:
+        unlock_run(run_dir)

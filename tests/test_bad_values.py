@@ -1,0 +1,217 @@
+"""Issue 21: every bad flag value is refused by the parser (exit 2, one line on stderr, no traceback, no TensorFlow,
+nothing read or written), and the run-folder lock / settings match behind --resume. In-process, TensorFlow only for
+the score-name check: the whole file takes a few seconds."""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import pytest
+
+import run_experiments
+from evaluation import predict
+from training import runs
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TF_CONFIG = {"cluster": {"worker": ["127.0.0.1:12345", "127.0.0.1:12346"]}, "task": {"type": "worker", "index": 0}}
+
+
+def refused(parse, argv, capsys):
+    """The one line `parse(argv)` printed on stderr before exiting with code 2."""
+    with pytest.raises(SystemExit) as stop:
+        parse(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2, err
+    assert "Traceback" not in err and err.endswith("\n") and err.count("\n") == 1, err
+    return err
+
+
+BAD_TRAINING_FLAGS = {
+    # 1. the learning rate and the other numeric flags: --lr -1 ascended the loss and exited 0, --lr 0 trained nothing
+    "lr -1": (["--lr", "-1"], "--lr: must be a finite number above 0"),
+    "lr 0": (["--lr", "0"], "--lr: must be a finite number above 0"),
+    "lr nan": (["--lr", "nan"], "--lr: must be a finite number above 0"),
+    "lr inf": (["--lr", "inf"], "--lr: must be a finite number above 0"),
+    "lr 5": (["--lr", "5"], "at most 1"),
+    "lr text": (["--lr", "fast"], "--lr: must be a number"),
+    "epochs 0": (["--epochs", "0"], "--epochs: must be from 1"),
+    "epochs huge": (["--epochs", "100000000"], "--epochs: must be from 1 to 100,000"),
+    "epochs-recon -1": (["--epochs-recon", "-1"], "--epochs-recon: must be from 0"),
+    "both phases 0": (["--epochs-recon", "0", "--epochs-adv", "0"], "trains nothing"),
+    "batch 0": (["--batch-size", "0"], "--batch-size: must be from 1"),
+    "batch huge": (["--batch-size", "100000"], "--batch-size: must be from 1 to 1,024"),
+    "min-updates -1": (["--min-updates", "-1"], "--min-updates: must be from 0"),
+    "min-updates huge": (["--min-updates", "10000000000"], "--min-updates: must be from 0"),
+    # 2. a repeated seed trained seed 0 twice and reported "± 0.000 over 2 runs"
+    "seeds 0,0": (["--seeds", "0,0"], "seed 0 is given twice"),
+    "seeds 1,2,1": (["--seeds", "1,2,1"], "seed 1 is given twice"),
+    # 3. an empty model name trained nothing and exited 0
+    "model empty": (["--model", ""], "--model needs a model name"),
+    "model comma": (["--model", ","], "--model needs a model name"),
+    "model repeated": (["--model", "fcae,fcae"], "--model names fcae twice"),
+    # 5. multi_worker without TF_CONFIG ran as one worker (TF_CONFIG is removed by the test)
+    "multi_worker": (["--strategy", "multi_worker"], "needs the TF_CONFIG environment variable"),
+    # 8. negative and huge seeds: a numpy traceback, exit 1
+    "seeds -1": (["--seeds", "-1"], "seeds must be from 0 to 4,294,967,295"),
+    "seeds huge": (["--seeds", "0,4294967296"], "seeds must be from 0 to 4,294,967,295"),
+    "seed -1": (["--seed", "-1"], "--seed: must be from 0 to 4,294,967,295"),
+    "seed huge": (["--seed", str(2**40)], "--seed: must be from 0 to 4,294,967,295"),
+    # 9. sizes: --image-size 100000 read the data for 52 s then ran out of memory; --latent-dim 10000000 wrote 9.9 GB
+    "image-size huge": (["--image-size", "100000"], "--image-size: must be from 8 to 512"),
+    "image-size 4": (["--image-size", "4"], "--image-size: must be from 8 to 512"),
+    "latent huge": (["--latent-dim", "10000000"], "--latent-dim: must be from 1 to 1,024"),
+    "latent 0": (["--latent-dim", "0"], "--latent-dim: must be from 1"),
+    # 14. errors that need no TensorFlow
+    "unknown model": (["--model", "fcae,nonsense"], "Unknown model 'nonsense'"),
+    "score foo": (["--model", "fcae", "--score", "foo"], "--score foo does not exist; the score variants are paper"),
+    "xla on": (["--xla", "on"], "--xla on needs --nondeterministic"),
+    "category": (["--category", "bottle"], "--category applies to mvtec_ad and plant_village only"),
+    "tfds": (["--dataset", "brain_mri", "--source", "tfds"], "--source tfds is available for plant_village only"),
+}
+
+
+@pytest.mark.parametrize("argv, message", BAD_TRAINING_FLAGS.values(), ids=BAD_TRAINING_FLAGS)
+def test_a_bad_training_flag_is_one_line_and_exit_2(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    out = tmp_path / "runs"
+    err = refused(run_experiments.parse_args, [*argv, "--out", str(out)], capsys)
+    assert message in err
+    assert not out.exists()
+
+
+def test_missing_data_folders_are_refused_by_the_parser(tmp_path, capsys):
+    """Item 14: a missing --data-dir, --normal-dir or MVTec category used to wait 7-10 s for TensorFlow."""
+    missing = str(tmp_path / "nowhere")
+    assert "The brain_mri folder" in refused(run_experiments.parse_args, ["--dataset", "brain_mri", "--data-dir", missing], capsys)
+    assert "The --normal-dir folder" in refused(run_experiments.parse_args, ["--dataset", "folder", "--normal-dir", missing], capsys)
+    assert "needs --normal-dir" in refused(run_experiments.parse_args, ["--dataset", "folder"], capsys)
+    assert "The mvtec_ad folder" in refused(run_experiments.parse_args, ["--dataset", "mvtec_ad", "--data-dir", missing,
+                                                                         "--category", "bottle"], capsys)
+    (tmp_path / "bottle" / "train" / "good").mkdir(parents=True)
+    (tmp_path / "bottle" / "test").mkdir()
+    assert "needs --category" in refused(run_experiments.parse_args, ["--dataset", "mvtec_ad", "--data-dir", str(tmp_path)], capsys)
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    ("not json", "not valid JSON"),
+    (json.dumps({"cluster": {}}), 'no "cluster"'),
+    (json.dumps({**TF_CONFIG, "task": {"type": "worker", "index": 2}}), '"task" must name'),
+    (json.dumps({"cluster": {"worker": "127.0.0.1:1"}, "task": {"type": "worker", "index": 0}}), "list of"),
+])
+def test_multi_worker_needs_a_valid_tf_config(tf_config, message, monkeypatch, capsys):
+    """Item 5: --strategy multi_worker without a cluster used to train as one worker, silently."""
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    assert message in refused(run_experiments.parse_args, ["--strategy", "multi_worker"], capsys)
+
+
+def test_good_values_at_the_bounds_pass(tmp_path, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", json.dumps(TF_CONFIG))
+    args = run_experiments.parse_args(["--lr", "1", "--epochs-recon", "0", "--batch-size", "1", "--image-size", "512",
+                                       "--latent-dim", "1024", "--min-updates", "0", "--seeds", f"0,{2**32 - 1}",
+                                       "--model", "all", "--strategy", "multi_worker", "--score", "knn",
+                                       "--xla", "on", "--nondeterministic", "--out", str(tmp_path / "a" / "b")])
+    assert args.seeds == [0, 2**32 - 1] and args.lr == 1.0
+    assert not (tmp_path / "a").exists()  # the writability probe leaves nothing behind
+
+
+@pytest.mark.parametrize("threshold", ["nan", "inf", "-inf", "NaN", "many"])
+def test_predict_refuses_a_threshold_that_is_not_a_finite_number(threshold, tmp_path, capsys):
+    """Item 4: --threshold nan was accepted and marked every image normal."""
+    err = refused(predict.parse_args, ["run", "images", f"--threshold={threshold}", "--out", str(tmp_path)], capsys)
+    assert "--threshold: must be a" in err
+
+
+def test_predict_refuses_an_out_that_is_a_file_before_tensorflow(tmp_path, capsys):
+    """Item 10: predict --out onto a file raised NotADirectoryError after loading the model."""
+    existing = tmp_path / "predictions.csv"
+    existing.write_text("")
+    for out in (existing, existing / "below"):
+        assert "is a file, not a folder" in refused(predict.parse_args, ["run", "images", "--out", str(out)], capsys)
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("parse, argv", [(run_experiments.parse_args, []), (predict.parse_args, ["run", "images"])])
+def test_an_out_that_cannot_really_be_written_is_refused_up_front(parse, argv, capsys):
+    """Item 11: /proc passes os.access's check (as root), so training crashed later; now a probe file is written."""
+    assert "cannot create and write files there" in refused(parse, [*argv, "--out", "/proc/runs"], capsys)
+
+
+def test_the_parser_checks_never_import_tensorflow():
+    """Item 14: each of these used to wait 7-10 s for TensorFlow before saying what was wrong."""
+    bad = [["--model", "nonsense"], ["--score", "foo"], ["--xla", "on"], ["--category", "bottle"],
+           ["--dataset", "brain_mri", "--data-dir", "/nowhere/at/all"], ["--lr", "-1"], ["--seeds", "0,0"]]
+    script = ("import sys, run_experiments\n"
+              f"for argv in {bad!r}:\n"
+              "    try:\n        run_experiments.parse_args(argv)\n"
+              "    except SystemExit as stop:\n        assert stop.code == 2, argv\n"
+              "    else:\n        raise AssertionError(argv)\n"
+              "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))\n")
+    checked = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0 and checked.stdout.strip() == "[]", checked.stdout + checked.stderr
+
+
+def test_score_names_are_every_models_variants():
+    """The TensorFlow-free list --score is checked against is the union of the models' score variants."""
+    from evaluation.scoring import score_variants
+    from models.registry import FAMILIES
+    from training.names import SCORE_NAMES
+
+    assert sorted(SCORE_NAMES) == sorted({name for f in FAMILIES.values() for name in score_variants(f.model_class)})
+
+
+# Item 7: --resume takes only a run of this command's settings, and one process at a time writes a run folder.
+
+def saved_run(out, config, checkpointed=True, **saved_extra):
+    run_dir = runs.new_run_dir(out, config)
+    (run_dir / "config.json").write_text(json.dumps({**config, **saved_extra}))
+    if checkpointed:
+        (run_dir / "checkpoints").mkdir()
+        (run_dir / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"')
+    return run_dir
+
+
+def test_resume_needs_the_same_settings_not_just_the_same_seed(tmp_path):
+    """A leftover `--epochs 100000000` run was resumed from a one-epoch command: only model, data and seed were compared."""
+    config = {"model": "improved_bigan", "dataset": "phantom", "category": None, "seed": 0, "epochs_recon": 1,
+              "epochs_adv": 1, "lr": 1e-3, "architecture": {"image_size": 32, "filters": (4, 8)}, "data": {"source": "local"}}
+    saved_run(tmp_path, {**config, "epochs_recon": 100000000})
+    assert runs.latest_unfinished_run(tmp_path, config) is None
+    assert runs.setting_differences(runs.unfinished_runs(tmp_path, config)[-1], config) == ["epochs_recon"]
+    # Provenance differs and scale_to_data stretched the epochs x3 for a small set: still this command's run.
+    same = saved_run(tmp_path, {**config, "epochs_recon": 3, "epochs_adv": 3}, command="python other", git_commit="x",
+                     versions={"python": "3.0"}, steps_per_epoch=2, epoch_scale=3)
+    saved_run(tmp_path, {**config, "lr": 1e-4})
+    saved_run(tmp_path, config, checkpointed=False)  # nothing to resume
+    assert runs.latest_unfinished_run(tmp_path, config) == same
+
+
+def test_a_run_folder_is_locked_atomically_and_a_dead_processs_lock_is_taken_over(tmp_path):
+    """Two --resume calls at once wrote into one run folder."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with runs.locked(run_dir):
+        holder = json.loads((run_dir / runs.LOCK_FILE).read_text())
+        assert holder == {"pid": os.getpid(), "host": socket.gethostname()}
+        with pytest.raises(runs.RunBusyError, match=f"in use by process {os.getpid()}"):
+            runs.lock_run(run_dir)
+    assert not (run_dir / runs.LOCK_FILE).exists()  # released at the end of the block
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run_dir / runs.LOCK_FILE).write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname()}))
+        with pytest.raises(runs.RunBusyError, match=f"process {sleeper.pid}"):
+            runs.lock_run(run_dir)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    runs.lock_run(run_dir)  # its holder is dead now: taken over
+    assert json.loads((run_dir / runs.LOCK_FILE).read_text())["pid"] == os.getpid()
+    runs.unlock_run(run_dir)
+    (run_dir / runs.LOCK_FILE).write_text("")  # created but never written, by a process that died long ago
+    os.utime(run_dir / runs.LOCK_FILE, (0, 0))
+    runs.lock_run(run_dir)
+    runs.unlock_run(run_dir)
+    assert not (run_dir / runs.LOCK_FILE).exists()
