@@ -18,7 +18,7 @@ import sys
 
 from data.protocols import PROTOCOLS
 from data.sources import DATASET_NAMES, SOURCES
-from models.names import MODEL_NAMES
+from models.names import CHANNELS, MODEL_NAMES
 from training.names import PROFILE_NAMES, STRATEGIES
 
 PROFILE_DEFAULT = "default: from --profile"
@@ -86,6 +86,8 @@ def build_parser():
     parser.add_argument("--batch-size", type=positive_int, help=f"images per training step ({PROFILE_DEFAULT})")
     parser.add_argument("--image-size", type=positive_int, help=f"square input size (paper: 128; {PROFILE_DEFAULT})")
     parser.add_argument("--latent-dim", type=positive_int, help=f"size of the latent code ({PROFILE_DEFAULT})")
+    parser.add_argument("--channels", type=int, choices=CHANNELS,
+                        help="image channels the model reads: 1 = grayscale, as in the papers (the default), 3 = RGB")
     parser.add_argument("--lr", type=float, help=f"Adam learning rate for all networks ({PROFILE_DEFAULT})")
     parser.add_argument("--perceptual-weights",
                         help=f"improved_bigan: VGG16 weights for the perceptual loss: imagenet | none | PATH ({PROFILE_DEFAULT})")
