@@ -71,6 +71,9 @@ def run_config(args, model, seed, category, named):
         overrides = applicable_overrides(model, args.dataset, args.profile, {**overrides, "score": None})
     config = resolve_config(model, args.dataset, args.profile, seed=seed, category=category, protocol=args.protocol,
                             **overrides)
+    if config["architecture"]["channels"] == 3 and args.source == "tfds":
+        raise ConfigError("--channels 3 needs colour images, and --source tfds keeps Plant Village in memory as "
+                          "grayscale; use the local folder (--source local --data-dir ...).")
     return {**config, "data": data_location(args)}
 
 

@@ -15,6 +15,7 @@ import run_experiments
 from data.phantom import make_phantom
 from data.pipeline import to_model_input
 from evaluation.scoring import build_detector
+from models.config import ConfigError
 from models.registry import FAMILIES
 from tests.test_cli import only_run, read_scores
 from training.profiles import resolve_config
@@ -121,7 +122,10 @@ def test_colour_reaches_the_model(colour_runs):
         assert abs(hue_shift) > least, (model, hue_shift)  # standardised scores; grayscale input: |shift| < 1e-4
 
 
-def test_floors_beside_a_colour_model_read_colour_too():
+def test_floors_beside_a_colour_model_read_colour_too_and_grayscale_tfds_is_refused():
     args = run_experiments.parse_args(["--model", "fcae", "--profile", "smoke", "--channels", "3", "--out", "/tmp"])
     assert [experiment.run_config(args, model, 0, None, named=False)["architecture"]["channels"]
             for model in ("pca", "knn", "fcae")] == [3, 3, 3]
+    args = run_experiments.parse_args(["--dataset", "plant_village", "--source", "tfds", "--channels", "3"])
+    with pytest.raises(ConfigError, match="--source tfds"):
+        experiment.run_config(args, "fcae", 0, None, named=True)
