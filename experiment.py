@@ -167,8 +167,9 @@ def train_evaluate_export(args, config, collection, split, run_dir, strategy, fl
         print(f"Left out on purpose: {len(collection.not_used) + len(split.not_used)} image(s), listed with the "
               "reason under 'not_used' in split.json.")
 
-    size, batch, channels = config["architecture"]["image_size"], config["batch_size"], config["architecture"]["channels"]
-    train_ds = image_dataset(collection, split.train, size, batch, training=True, seed=config["seed"], channels=channels)
+    size, channels, batch = config["architecture"]["image_size"], config["architecture"]["channels"], config["batch_size"]
+    train_ds = image_dataset(collection, split.train, size, batch, training=True, seed=config["seed"],
+                             channels=channels)
     validation_ds = image_dataset(collection, split.validation, size, batch, channels=channels)
     normals_ds = image_dataset(collection, split.train, size, batch, channels=channels)  # un-augmented training normals
     abnormal = split.test[collection.labels[split.test] == 1]

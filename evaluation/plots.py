@@ -246,7 +246,8 @@ def _to_rgb(image: np.ndarray) -> np.ndarray:
 
 def error_overlay(image, error_map, error_scale, mask=None) -> tuple[np.ndarray, np.ndarray]:
     """Heat map (RGB) of the error on the scale [0, error_scale] and its overlay on the input in [-1, 1]
-    (grey [H, W] or colour [H, W, 3], same size), mask outlined: one look for the error grid and for `predict`'s full-size overlays."""
+    (grey [H, W] or colour [H, W, 3], same size), mask outlined: one look for the error grid and for `predict`'s
+    full-size overlays."""
     heat = error_heatmap(error_map, error_scale)
     overlay = cv2.addWeighted(_to_rgb(image), 0.5, heat, 0.5, 0)
     if mask is not None:
