@@ -74,6 +74,9 @@ def run_config(args, model, seed, category, named):
         overrides = applicable_overrides(model, args.dataset, args.profile, {**overrides, "score": None})
     config = resolve_config(model, args.dataset, args.profile, seed=seed, category=category, protocol=args.protocol,
                             **overrides)
+    if config["architecture"]["channels"] == 3 and args.source == "tfds":
+        raise ConfigError("--channels 3 needs colour images, and --source tfds keeps Plant Village in memory as "
+                          "grayscale; use the local folder (--source local --data-dir ...).")
     return {**config, "data": data_location(args)}
 
 
@@ -178,13 +181,14 @@ def train_evaluate_export(args, config, collection, split, run_dir, strategy, fl
         print(f"Left out on purpose: {len(collection.not_used) + len(split.not_used)} image(s), listed with the "
               "reason under 'not_used' in split.json.")
 
-    size, batch = config["architecture"]["image_size"], config["batch_size"]
-    train_ds = image_dataset(collection, split.train, size, batch, training=True, seed=config["seed"])
-    validation_ds = image_dataset(collection, split.validation, size, batch)
-    normals_ds = image_dataset(collection, split.train, size, batch)  # un-augmented training normals
+    size, channels, batch = config["architecture"]["image_size"], config["architecture"]["channels"], config["batch_size"]
+    train_ds = image_dataset(collection, split.train, size, batch, training=True, seed=config["seed"],
+                             channels=channels)
+    validation_ds = image_dataset(collection, split.validation, size, batch, channels=channels)
+    normals_ds = image_dataset(collection, split.train, size, batch, channels=channels)  # un-augmented training normals
     abnormal = split.test[collection.labels[split.test] == 1]
     preview_indices = np.concatenate([split.validation[:4], abnormal[:4]])
-    preview = next(iter(image_dataset(collection, preview_indices, size, len(preview_indices))))
+    preview = next(iter(image_dataset(collection, preview_indices, size, len(preview_indices), channels=channels)))
 
     with strategy.scope():  # variables and optimizer slots are created per replica
         network = compiled_model(config)
@@ -192,7 +196,7 @@ def train_evaluate_export(args, config, collection, split, run_dir, strategy, fl
     started = time.perf_counter()
     history = fit(network, train_ds, normals_ds, preview, config, run_dir, verbose=1 if sys.stdout.isatty() else 2)
 
-    detector = build_detector(network, size, config["architecture"]["channels"], config["score"])
+    detector = build_detector(network, size, channels, config["score"])
     print(f"Calibrating the score and threshold on {len(split.validation)} validation normals "
           f"(pixel statistics: {len(split.train)} training normals)")
     calibrate(detector, normals_ds, validation_ds, config["threshold_quantile"])

@@ -20,7 +20,7 @@ import checks
 from data.protocols import PROTOCOLS
 from data.sources import DATASET_NAMES, SOURCES, DatasetError, load_dataset, resolve_data_dir
 from data.sources import _check_options as check_options
-from models.names import MODEL_NAMES
+from models.names import CHANNELS, MODEL_NAMES
 from training.domains import recommendation_lines
 from training.names import PROFILE_NAMES, SCORE_NAMES, STRATEGIES
 
@@ -74,6 +74,8 @@ def build_parser():
                         help=f"square input size, {checks.MIN_IMAGE_SIZE}..{checks.MAX_IMAGE_SIZE} (paper: 128; {PROFILE_DEFAULT})")
     parser.add_argument("--latent-dim", type=checks.bounded_int(1, checks.MAX_LATENT_DIM),
                         help=f"size of the latent code, 1..{checks.MAX_LATENT_DIM} ({PROFILE_DEFAULT})")
+    parser.add_argument("--channels", type=int, choices=CHANNELS,
+                        help="image channels the model reads: 1 = grayscale, as in the papers (the default), 3 = RGB")
     parser.add_argument("--lr", type=checks.learning_rate,
                         help=f"Adam learning rate for all networks, above 0 and at most {checks.MAX_LR:g} ({PROFILE_DEFAULT})")
     parser.add_argument("--perceptual-weights",

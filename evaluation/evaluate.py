@@ -82,7 +82,7 @@ def evaluate(detector, collection, split, batch_size, run_dir, history, threshol
     masks = collection.masks_for(test, size)  # error maps are kept only where there is ground truth
     keep = (SCORE_COLUMNS + tuple(module_columns) + tuple(c for columns in variant_columns.values() for c in columns)
             + (("error_map", "z_map", "anomaly_map") if masks is not None else ()))
-    outputs = score_batches(detector, image_dataset(collection, test, size, batch_size), keep=keep)
+    outputs = score_batches(detector, detector_images(detector, collection, test, batch_size), keep=keep)
     labels = collection.labels[test]
     threshold = float(detector.get_layer("score_combiner").threshold.numpy())
 
@@ -147,6 +147,12 @@ def _test_set_metrics(labels, outputs, threshold, module_columns):
     return metrics
 
 
+def detector_images(detector, collection, indices, batch_size):
+    """The images of `indices` batched as `detector` reads them: its input size and channels."""
+    _, size, _, channels = detector.input_shape
+    return image_dataset(collection, indices, size, batch_size, channels=channels)
+
+
 def _per_class_auroc(classes, labels, scores):
     """Each abnormal class (defect type, disease) against all test normals."""
     classes, normal = np.asarray(classes), labels == 0
@@ -178,7 +184,7 @@ def _write_plots(detector, directory, collection, test_indices, scores, threshol
     chosen = np.sort(plots.select_examples(labels, scores, per_class))
     if len(chosen):
         # Decode only the chosen examples, not the whole test set again.
-        images = next(iter(image_dataset(collection, test_indices[chosen], detector.input_shape[1], len(chosen))))
+        images = next(iter(detector_images(detector, collection, test_indices[chosen], len(chosen))))
         outputs = detector(images, training=False)
         plots.plot_error_grid(
             images, np.asarray(outputs["reconstruction"]), np.asarray(outputs["anomaly_map"]),

@@ -39,7 +39,8 @@ class ImageDetector(keras.Model):
     The dtype says how the values were stored, and picks training's intensity step: uint8 is
     divided by 255, uint16 stretched by each image's own min..max (a 12-bit scan in a 16-bit
     PNG would otherwise come out nearly black, or overflow a uint8 path), floats are taken as
-    already in [0, 1]. Then grayscale, antialiased resize and [-1, 1] exactly as in training,
+    already in [0, 1]. Then grayscale or RGB (the detector's input channels), antialiased resize
+    and [-1, 1] exactly as in training,
     the detector with its calibration, and the outputs the SavedModel serves. No weights of its
     own and no Lambda layer, so it saves to model.keras and loads with safe_mode=True.
     """
@@ -54,12 +55,14 @@ class ImageDetector(keras.Model):
 
     def serve_unit_range(self, images):
         """The serving outputs of float images in [0, 1] (what `unit_images` makes of any stored dtype)."""
-        outputs = self.detector(to_model_input(images, self.detector.input_shape[1]), training=False)
+        _, size, _, channels = self.detector.input_shape
+        outputs = self.detector(to_model_input(images, size, channels), training=False)
         names = [*SERVING_OUTPUTS, *(
             f"{prefix}{name}" for _, prefix in module_scorers(self.detector).values() if prefix for name in MODULE_OUTPUTS
         )]
         outputs = {name: outputs[name] for name in names}
-        outputs["reconstruction"] = (outputs["reconstruction"][..., 0] + 1.0) / 2.0
+        reconstruction = outputs["reconstruction"][..., 0] if channels == 1 else outputs["reconstruction"]
+        outputs["reconstruction"] = (reconstruction + 1.0) / 2.0  # grey [N, S, S] as before, colour [N, S, S, 3]
         threshold = self.detector.get_layer("score_combiner").threshold
         outputs["threshold"] = tf.fill(tf.shape(outputs["score"]), tf.cast(threshold, tf.float32))
         return outputs
@@ -78,7 +81,8 @@ def export_saved_model(image_detector, path):
     Outputs: score (higher = more anomalous), is_anomalous (score >= stored threshold), threshold,
     error_map (|x - x̂| at the model's size, on the [-1, 1] model scale), z_map (the smoothed error
     standardised per pixel by the training normals), anomaly_map (the localisation map: smoothed
-    error relative to the normals' typical error there), reconstruction (in [0, 1]), and the
+    error relative to the normals' typical error there), reconstruction (in [0, 1]; [N, S, S], or
+    [N, S, S, 3] for a colour model), and the
     score's raw components mse and ssim_error; a cascade also returns each module's
     `<module>_score`, `<module>_mse`, `<module>_ssim_error` and `<module>_error_zmax`.
     """

@@ -204,9 +204,17 @@ def plot_score_histogram(labels, scores, threshold, path, threshold_label="thres
 
 
 def _stack_2d(array) -> np.ndarray:
-    """[N, H, W, 1] or [N, H, W] -> [N, H, W] float."""
+    """[N, H, W, 1] or [N, H, W] -> [N, H, W] float; colour [N, H, W, 3] stays as it is."""
     array = np.asarray(array, dtype=np.float32)
-    return array[..., 0] if array.ndim == 4 else array
+    return array[..., 0] if array.ndim == 4 and array.shape[-1] == 1 else array
+
+
+def _show_image(ax: plt.Axes, image: np.ndarray) -> None:
+    """A [-1, 1] image: grey [H, W] on the grey colour map, colour [H, W, 3] in its own RGB."""
+    if image.ndim == 3:
+        ax.imshow(np.clip((image + 1.0) / 2.0, 0.0, 1.0))
+    else:
+        ax.imshow(image, cmap="gray", vmin=-1, vmax=1)
 
 
 def _spread_by_score(indices: np.ndarray, scores: np.ndarray, count: int) -> np.ndarray:
@@ -231,13 +239,15 @@ def error_heatmap(error_maps, vmax) -> np.ndarray:
 
 
 def _to_rgb(image: np.ndarray) -> np.ndarray:
-    grey = np.clip((image + 1.0) * 127.5, 0, 255).astype(np.uint8)
-    return cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
+    """A [-1, 1] grey [H, W] or colour [H, W, 3] image -> RGB uint8 [H, W, 3]."""
+    pixels = np.clip((image + 1.0) * 127.5, 0, 255).astype(np.uint8)
+    return pixels if pixels.ndim == 3 else cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
 
 
 def error_overlay(image, error_map, error_scale, mask=None) -> tuple[np.ndarray, np.ndarray]:
-    """Heat map (RGB) of the error on the scale [0, error_scale] and its overlay on the grey input in [-1, 1]
-    (same size), mask outlined: one look for the error grid and for `predict`'s full-size overlays."""
+    """Heat map (RGB) of the error on the scale [0, error_scale] and its overlay on the input in [-1, 1]
+    (grey [H, W] or colour [H, W, 3], same size), mask outlined: one look for the error grid and for `predict`'s
+    full-size overlays."""
     heat = error_heatmap(error_map, error_scale)
     overlay = cv2.addWeighted(_to_rgb(image), 0.5, heat, 0.5, 0)
     if mask is not None:
@@ -266,8 +276,8 @@ def plot_error_grid(images, reconstructions, error_maps, labels, scores, path, m
     for row, index in zip(axes, chosen):
         mask = None if masks is None else np.asarray(masks[index])
         heat, overlay = error_overlay(images[index], error_maps[index], error_scale, mask)
-        row[0].imshow(images[index], cmap="gray", vmin=-1, vmax=1)
-        row[1].imshow(reconstructions[index], cmap="gray", vmin=-1, vmax=1)
+        _show_image(row[0], images[index])
+        _show_image(row[1], reconstructions[index])
         row[2].imshow(heat)
         row[3].imshow(overlay)
         name = "abnormal" if labels[index] else "normal"

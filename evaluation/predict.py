@@ -116,9 +116,9 @@ def predict(model, paths, out, threshold=None):
         outputs = serving(images=tf.constant(image[None]))
         score = float(outputs["score"][0])
         limit = float(outputs["threshold"][0]) if threshold is None else threshold
-        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.shape[-1] == 3 else image[..., 0]
-        anomaly_map = cv2.resize(outputs["anomaly_map"][0].numpy(), grey.shape[::-1], interpolation=cv2.INTER_LINEAR)
-        _, overlay = error_overlay(grey * 2.0 - 1.0, anomaly_map, OVERLAY_SCALE)
+        shown = shown_image(image, colour=outputs["reconstruction"].shape.rank == 4)
+        anomaly_map = cv2.resize(outputs["anomaly_map"][0].numpy(), shown.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+        _, overlay = error_overlay(shown * 2.0 - 1.0, anomaly_map, OVERLAY_SCALE)
         overlay_path = out / "overlays" / f"{len(rows):05d}_{path.stem}.png"
         cv2.imwrite(str(overlay_path), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
         rows.append({"path": str(path), "score": f"{score:.8g}", "is_anomalous": int(score >= limit),
@@ -133,6 +133,16 @@ def predict(model, paths, out, threshold=None):
     print(f"Scored {len(rows)} image(s), {flagged} flagged as anomalous: {out / 'predictions.csv'}, "
           f"overlays in {out / 'overlays'}/.")
     return rows
+
+
+def shown_image(image, colour):
+    """A decoded [H, W, 1 or 3] image in [0, 1] in the channels the model reads, the overlay's background:
+    RGB [H, W, 3] for a colour model (its reconstruction output is [N, S, S, 3]), grey [H, W] otherwise."""
+    import cv2
+
+    if colour:
+        return image if image.shape[-1] == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.shape[-1] == 3 else image[..., 0]
 
 
 def write_csv(path, columns, rows):

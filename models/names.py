@@ -1,4 +1,5 @@
-"""Every model name of SPEC §2, kept free of TensorFlow so the command line can list them before importing it.
+"""Every model name of SPEC §2 and the channel counts models read, kept free of TensorFlow so the command line
+can list them before importing it.
 
 models/registry.py maps the implemented ones to their families.
 """
@@ -9,3 +10,5 @@ MODEL_NAMES = (
     "improved_bigan", "bigan", "ganomaly", "skip_ganomaly", "anogan", "egbad", "efficient_gan",
     "fcae", "cae", "vae", "beta_vae", "cvae", "vq_vae", "cae_d_gan", *FLOOR_NAMES,
 )
+# Image channels of every model's input and output: 1 = grayscale (the papers', every preset's default), 3 = RGB.
+CHANNELS = (1, 3)

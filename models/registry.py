@@ -16,7 +16,7 @@ import types
 
 from models import anogan, autoencoders, bigan, cae_d_gan, floors, ganomaly, improved_bigan, vae, vq_vae
 from models.config import ConfigError
-from models.names import FLOOR_NAMES, MODEL_NAMES  # noqa: F401 (FLOOR_NAMES: re-exported for the callers)
+from models.names import CHANNELS, FLOOR_NAMES, MODEL_NAMES  # noqa: F401 (FLOOR_NAMES: re-exported for the callers)
 
 FAMILIES = {
     "improved_bigan": types.SimpleNamespace(module=improved_bigan, model_class=improved_bigan.ImprovedBiGAN),
@@ -57,12 +57,14 @@ def family(name):
 
 
 def architecture(name, preset, **overrides):
-    """A copy of a model's architecture preset with explicit settings (e.g. image_size) applied, validated."""
+    """A copy of a model's architecture preset with explicit settings (e.g. image_size, channels) applied, validated."""
     presets = family(name).PRESETS
     if preset not in presets:
         raise ConfigError(f"Unknown preset {preset!r} for {name}; choose one of {sorted(presets)}.")
     config = dict(presets[preset])
     config.update({key: value for key, value in overrides.items() if value is not None})
+    if config["channels"] not in CHANNELS:
+        raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), got {config['channels']!r}.")
     family(name).validate_architecture(config)
     return config
 

@@ -10,10 +10,11 @@ import tensorflow as tf
 from training.losses import PerceptualWeightsError, ReconstructionLoss, build_perceptual_extractor, ssim
 
 
-@pytest.mark.parametrize("size", [16, 32, 64])
-def test_ssim_equals_tf_image_ssim_on_zero_one_images(size):
+@pytest.mark.parametrize(("size", "channels"), [(16, 1), (32, 1), (64, 1), (32, 3)])
+def test_ssim_equals_tf_image_ssim_on_zero_one_images(size, channels):
+    """tf.image.ssim of an RGB image is the mean of its channels' SSIMs."""
     rng = np.random.default_rng(size)
-    images = rng.uniform(-1, 1, (5, size, size, 1)).astype("float32")
+    images = rng.uniform(-1, 1, (5, size, size, channels)).astype("float32")
     noisy = np.clip(images + rng.normal(0, 0.3, images.shape), -1, 1).astype("float32")
     expected = tf.image.ssim((images + 1) / 2, (noisy + 1) / 2, max_val=1.0, filter_size=min(11, size))
     np.testing.assert_allclose(ssim(images, noisy), expected, atol=1e-5)
@@ -29,6 +30,17 @@ def test_perceptual_weights_from_a_local_file(tmp_path, fixed_batch):
     assert float(terms["perceptual"]) > 0
     expected = 0.5 * terms["mse"] + 0.2 * terms["mae"] + 0.2 * terms["perceptual"] + 0.1 * terms["ssim_loss"]
     np.testing.assert_allclose(float(terms["total"]), float(expected), rtol=1e-6)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_perceptual_term_feeds_vgg16_three_channels_repeating_only_grey(channels, fixed_batch):
+    seen = []
+    loss = ReconstructionLoss(lambda rgb, training: seen.append(rgb) or rgb)
+    images = np.concatenate([fixed_batch, -fixed_batch, fixed_batch * 0.5], axis=-1)[..., :channels]
+    loss(images, images * 0.5)
+    bgr = keras.applications.vgg16.preprocess_input((images + 1.0) * 127.5 if channels == 3 else
+                                                    np.repeat((images + 1.0) * 127.5, 3, axis=-1))
+    np.testing.assert_allclose(seen[0], bgr, atol=1e-4)
 
 
 def test_unreachable_imagenet_weights_stop_with_advice(monkeypatch):

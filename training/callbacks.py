@@ -126,12 +126,12 @@ class TensorBoardLogger(keras.callbacks.Callback):
         """Each preview image as one RGB strip: input | reconstruction | |difference| heat map."""
         reconstructions = np.asarray(self.model(self.preview, training=False))
         images = np.asarray(self.preview)
-        errors = np.abs(images - reconstructions)[..., 0]
+        errors = np.mean(np.abs(images - reconstructions), axis=-1)  # over channels, like the error map
         heat = error_heatmap(errors, vmax=float(errors.max()) or 1.0) / 255.0
         strips = [_to_rgb01(images), _to_rgb01(reconstructions), heat]
         return np.concatenate(strips, axis=2).astype("float32")
 
 
 def _to_rgb01(images):
-    """[-1, 1] grayscale [N, H, W, 1] -> [0, 1] RGB for tf.summary.image."""
-    return np.repeat((np.clip(images, -1.0, 1.0) + 1.0) / 2.0, 3, axis=-1)
+    """[-1, 1] grayscale [N, H, W, 1] or RGB [N, H, W, 3] -> [0, 1] RGB for tf.summary.image."""
+    return np.repeat((np.clip(images, -1.0, 1.0) + 1.0) / 2.0, 3 // images.shape[-1], axis=-1)

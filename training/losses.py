@@ -17,13 +17,14 @@ SSIM_FILTER_SIZE, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03  # tf.image
 
 
 def _gaussian_blur_valid(images, size):
-    """Gaussian blur (sigma 1.5, VALID padding) of [N, H, W, 1]: tf.image.ssim's window, separably.
+    """Gaussian blur (sigma 1.5, VALID padding) of [N, H, W, C], each channel alone: tf.image.ssim's window, separably.
 
-    The batch is moved to the channel axis, where CPU depthwise convolutions are fast.
+    The batch is moved to the channel axis, where CPU depthwise convolutions are fast (the channels
+    become the convolution's batch).
     """
     coords = tf.range(size, dtype=tf.float32) - (size - 1) / 2.0
     weights = tf.nn.softmax(-tf.square(coords) / (2.0 * SSIM_SIGMA**2))
-    channels = tf.transpose(images, (3, 1, 2, 0))  # [1, H, W, N]
+    channels = tf.transpose(images, (3, 1, 2, 0))  # [C, H, W, N]
     count = tf.shape(channels)[-1]
     rows = tf.nn.depthwise_conv2d(channels, tf.tile(tf.reshape(weights, (size, 1, 1, 1)), (1, 1, count, 1)),
                                   strides=(1, 1, 1, 1), padding="VALID")
@@ -33,7 +34,8 @@ def _gaussian_blur_valid(images, size):
 
 
 def ssim(images, reconstructions):
-    """Per-image SSIM of single-channel [-1, 1] images, numerically equal to tf.image.ssim on [0, 1].
+    """Per-image SSIM of [-1, 1] images, numerically equal to tf.image.ssim on [0, 1]: for RGB, the mean
+    of the channels' SSIMs (the mean over pixels and channels of one SSIM map, as the channels are equal in size).
 
     Images are mapped to [0, 1] because SSIM's luminance term is not shift-invariant. The
     formula and window are tf.image.ssim's, but the window is applied as two separable 1-D

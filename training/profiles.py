@@ -37,10 +37,10 @@ DATA = {
 # Settings a command-line flag may override (None = keep the profile's value).
 OVERRIDABLE = (
     "epochs", "epochs_recon", "epochs_adv", "batch_size", "lr", "perceptual_weights", "image_size", "latent_dim", "xla",
-    "mixed_precision", "strategy", "score", "phantom_draw", "min_updates", "deterministic", "lr_schedule",
+    "mixed_precision", "strategy", "score", "phantom_draw", "min_updates", "deterministic", "lr_schedule", "channels",
 )
 _EPOCH_KEYS = ("epochs", "epochs_recon", "epochs_adv")
-_ARCHITECTURE_KEYS = ("image_size", "latent_dim")
+_ARCHITECTURE_KEYS = ("image_size", "latent_dim", "channels")
 
 
 def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None, **overrides):
