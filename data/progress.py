@@ -11,6 +11,7 @@ import sys
 import time
 
 LOG_EVERY = 15.0  # seconds between count lines in a log
+PROGRESS_MINIMUM = 2000  # files or images: the data steps of smaller sets print no progress
 
 
 class Progress:
