@@ -191,10 +191,14 @@ def train_evaluate_export(args, config, collection, split, run_dir, strategy, fl
     else:  # normals only: a calibrated detector to deploy, nothing to evaluate it against
         metrics = {"threshold": float(detector.get_layer("score_combiner").threshold.numpy())}
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    print("Exporting model.keras and saved_model/")
+    print("Exporting model.keras and saved_model/", end="", flush=True)  # the seconds each took follow
     image_detector = ImageDetector(detector)  # raw images in, as a deployed model is used
+    exporting = time.perf_counter()
     image_detector.save(run_dir / "model.keras")
+    print(f": model.keras {time.perf_counter() - exporting:.1f} s", end="", flush=True)
+    exporting = time.perf_counter()
     export_saved_model(image_detector, run_dir / "saved_model")
+    print(f", saved_model/ {time.perf_counter() - exporting:.1f} s")
     set_state(run_dir, "finished")
 
     print(f"\n{config['model']} on {dataset_label(config)} (profile {config['profile']}, protocol {config['protocol']}, "
@@ -286,7 +290,7 @@ def execute(args):
         for model in models:  # a bad flag stops the call before any run, not after the floors
             run_config(args, model, args.seeds[0], args.category, model in named)
         strategy = make_strategy(args.strategy or COMMON["strategy"])  # before any other TensorFlow work
-        args.out = worker_out(strategy, args.out)  # only the chief keeps run folders
+        args.out = worker_out(strategy, args.out, args.resume)  # only the chief keeps run folders
         results = [
             result
             for category in categories(args) for seed in args.seeds
