@@ -269,7 +269,8 @@ def main(argv=None):
             args.perceptual_weights = "none"
         results = benchmark(args.model, args.preset, args.batch_size, args.image_size, args.steps,
                             args.perceptual_weights, args.mixed_precision, args.xla)
-    results.update({f"{key}_before": value for key, value in before.items()}, cpus=os.cpu_count())
+    results.update({f"{key}_before": value for key, value in before.items()},
+                   **{f"{key}_after": value for key, value in load_average().items()}, cpus=os.cpu_count())
     for name, value in results.items():
         print(f"{name:40s} {value:.1f}" if isinstance(value, float) else f"{name:40s} {value}")
     print(json.dumps(results))

@@ -8,6 +8,7 @@ import pytest
 
 from data.describe import duplicates_line
 from data.duplicates import NEAR_DUPLICATE_BITS, _near_groups, _near_pair_blocks, find_duplicates
+from data.progress import PROGRESS_MINIMUM, Progress
 from data.protocols import paper_split, split_to_json
 from data.sources import load_dataset
 
@@ -150,3 +151,18 @@ def test_no_images_and_in_memory_collections():
     assert empty.groups.shape == (0,) and empty.dropped == {} and empty.counts["exact_groups"] == 0
     phantom = load_dataset("phantom", phantom_normals=3, phantom_abnormals=2, phantom_size=32)
     assert phantom.groups is None and phantom.duplicates is None
+
+
+def test_progress_prints_only_for_large_sets_and_one_closing_line_in_a_log(capsys):
+    """Issue 21.16: no progress while reading files or searching duplicates (minutes on large sets). In a log
+    (not a terminal) a long step prints a count every LOG_EVERY seconds and one closing line; small sets nothing."""
+    small = Progress(PROGRESS_MINIMUM - 1, "Reading and checking", "files", minimum=PROGRESS_MINIMUM)
+    small.add(PROGRESS_MINIMUM - 1)
+    small.close()
+    assert capsys.readouterr().out == ""
+    large = Progress(PROGRESS_MINIMUM, "Reading and checking", "files", minimum=PROGRESS_MINIMUM)
+    for _ in range(PROGRESS_MINIMUM):
+        large.add()
+    large.close()
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Reading and checking: {PROGRESS_MINIMUM:,} files in ")
