@@ -39,17 +39,15 @@ class Progress:
             self.last_line = now
             print(f"{self.title}: {self.done:,}/{self.total:,} {self.unit} ({now - self.started:.0f} s)", flush=True)
 
-    def close(self, note: str = "") -> None:
-        """The closing line (a log) or the finished bar (a terminal); `note` is appended, e.g. a rate."""
+    def close(self, line: bool = True) -> None:
+        """The finished bar (a terminal) or, unless not `line` (the caller prints its own summary), the closing
+        line with the time taken (a log)."""
         if not self.active:
             return
-        seconds = time.monotonic() - self.started
         if self.bar is not None:
             self.bar.update(self.done, finalize=True)
-            if note:
-                print(note, flush=True)
-            return
-        print(f"{self.title}: {self.done:,} {self.unit} in {seconds:.1f} s" + (f", {note}" if note else ""), flush=True)
+        elif line:
+            print(f"{self.title}: {self.done:,} {self.unit} in {self.seconds:.1f} s", flush=True)
 
     @property
     def seconds(self) -> float:

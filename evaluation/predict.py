@@ -109,16 +109,16 @@ def predict(model, paths, out, threshold=None, overlays=True, save_maps=False, b
     serving = tf.saved_model.load(str(serving_path)).signatures["serving_float"]
     if threshold is None and "threshold" not in serving.structured_outputs:
         raise PredictError(f"{serving_path} was exported without its threshold (an older run); pass --threshold.")
+    out.mkdir(parents=True, exist_ok=True)
     for folder, wanted in (("overlays", overlays), ("maps", save_maps)):
         if wanted:
-            (out / folder).mkdir(parents=True, exist_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+            (out / folder).mkdir(exist_ok=True)
     prepare = preparation(serving, overlays)
     writer = OverlayWriter() if overlays else None
     rows, pending, buffered = [], {}, 0
     progress = Progress(len(files), "Scoring", "images")
     with concurrent.futures.ThreadPoolExecutor(THREADS) as pool:
-        writes = []
+        writes = collections.deque()  # overlay and map writes under way, each holding its image
 
         def score(key):
             items = pending.pop(key)
@@ -134,6 +134,8 @@ def predict(model, paths, out, threshold=None, overlays=True, save_maps=False, b
                 if writer is not None:
                     row["overlay"] = str(out / "overlays" / f"{item['name']}.png")
                     writes.append(pool.submit(writer.write, row["overlay"], item["grey"], anomaly_map))
+            while len(writes) > PREFETCH:  # writing slower than scoring: wait rather than hold every image
+                writes.popleft().result()
             progress.add(len(items))
             return len(items)
 
@@ -159,7 +161,7 @@ def predict(model, paths, out, threshold=None, overlays=True, save_maps=False, b
     write_csv(out / "predictions.csv", columns, rows)
     write_csv(out / "skipped.csv", ["path", "reason"], sorted(skipped, key=lambda entry: entry["path"]))
     seconds = progress.seconds
-    progress.close()
+    progress.close(line=False)  # the summary below says it
     if skipped:
         print(f"Skipped {len(skipped)} unusable file(s); they are listed with the reason in {out / 'skipped.csv'}.")
     if not rows:
