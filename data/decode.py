@@ -22,7 +22,6 @@ Rules (SPEC section 9):
 
 from __future__ import annotations
 
-import functools
 import pathlib
 import re
 import struct
@@ -118,15 +117,21 @@ def inspect_image(path, prepare=None) -> tuple[dict, np.ndarray]:
     return info, tf.nest.map_structure(lambda tensor: tensor.numpy(), image)
 
 
-@functools.cache
 def _decoder_with(prepare):
-    """_decode_in_scan with `prepare` applied to the image in the same graph (inspect_image's `prepare`)."""
+    """_decode_in_scan with `prepare` applied to the image in the same graph (inspect_image's `prepare`).
 
-    def decode(data, decoder, reduction):
-        image, channels, bit_depth = _decode(data, decoder, reduction)
-        return prepare(image), channels, bit_depth, tf.shape(image)
+    Kept on `prepare` itself, so it is traced once per function and freed with it (a module-level cache
+    would hold every call's graphs for as long as the process lives).
+    """
+    decode = getattr(prepare, "_decoder", None)
+    if decode is None:
 
-    return tf.function(decode)
+        def decode_and_prepare(data, decoder, reduction):
+            image, channels, bit_depth = _decode(data, decoder, reduction)
+            return prepare(image), channels, bit_depth, tf.shape(image)
+
+        decode = prepare._decoder = tf.function(decode_and_prepare)
+    return decode
 
 
 def _sniff_format(data: bytes) -> str | None:
