@@ -30,7 +30,7 @@ from models.config import ConfigError
 from models.registry import FAMILIES, FLOOR_NAMES, MODEL_NAMES, ModelNotAvailableError, check_model_name
 from training.callbacks import TrainingDivergedError
 from training.losses import PerceptualWeightsError
-from training.distribution import make_strategy, worker_out
+from training.distribution import check_resume, make_strategy, worker_out
 from training.profiles import COMMON, OVERRIDABLE, applicable_overrides, resolve_config, scale_to_data
 from training.runs import latest_unfinished_run, new_run_dir, set_state, trained
 from training.trainer import compiled_model, fit, set_determinism
@@ -289,8 +289,9 @@ def execute(args):
         models = planned_models(named, args.no_floor)
         for model in models:  # a bad flag stops the call before any run, not after the floors
             run_config(args, model, args.seeds[0], args.category, model in named)
+        check_resume(args.strategy, args.resume)
         strategy = make_strategy(args.strategy or COMMON["strategy"])  # before any other TensorFlow work
-        args.out = worker_out(strategy, args.out, args.resume)  # only the chief keeps run folders
+        args.out = worker_out(strategy, args.out)  # only the chief keeps run folders
         results = [
             result
             for category in categories(args) for seed in args.seeds

@@ -15,10 +15,14 @@ import textwrap
 
 import numpy as np
 
+import run_experiments
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 WORKER = textwrap.dedent("""
     import sys
     import numpy as np
+
+import run_experiments
     import experiment, run_experiments
 
     original_fit = experiment.fit
@@ -78,3 +82,11 @@ def test_two_workers_train_the_same_weights_and_only_the_chief_writes_a_run(tmp_
     worker_line = next(line for line in results[1][0].splitlines() if "not the chief" in line)
     temporary = pathlib.Path(worker_line.split("writes into ")[1].split(" (removed")[0])
     assert not temporary.exists()  # removed when the worker exited
+
+
+def test_resume_across_workers_is_refused_before_anything_runs(tmp_path, capsys):
+    """Only the chief keeps checkpoints: workers resuming at different epochs would wait on each other for ever."""
+    assert run_experiments.main(["--model", "fcae", "--profile", "smoke", "--strategy", "multi_worker", "--resume",
+                                 "--out", str(tmp_path)]) == 2
+    assert "--resume does not work with --strategy multi_worker" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

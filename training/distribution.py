@@ -59,17 +59,18 @@ def is_chief(strategy):
     return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
 
 
-def worker_out(strategy, out, resume=False):
-    """The --out this process writes to: `out` on the chief; on every other worker a temporary folder, removed
-    when the process exits. Every worker runs the same program (the collectives need each one), but only the
-    chief's run folders are kept, so workers never race for the same run directory or report.
-
-    `resume` (--resume) is refused across workers (ConfigError): only the chief would find a checkpoint, and
-    workers resuming at different epochs would wait on each other's collectives for ever.
-    """
-    if resume and multi_worker(strategy):
+def check_resume(strategy_name, resume):
+    """--resume with --strategy multi_worker: ConfigError, before the strategy is made. Only the chief keeps
+    checkpoints, and workers resuming at different epochs would wait on each other's collectives for ever."""
+    if resume and strategy_name == "multi_worker":
         raise ConfigError("--resume does not work with --strategy multi_worker yet (only the chief keeps "
                           "checkpoints); start a new run without --resume.")
+
+
+def worker_out(strategy, out):
+    """The --out this process writes to: `out` on the chief; on every other worker a temporary folder, removed
+    when the process exits. Every worker runs the same program (the collectives need each one), but only the
+    chief's run folders are kept, so workers never race for the same run directory or report."""
     if is_chief(strategy):
         return out
     resolver = strategy.cluster_resolver
