@@ -21,8 +21,6 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 WORKER = textwrap.dedent("""
     import sys
     import numpy as np
-
-import run_experiments
     import experiment, run_experiments
 
     original_fit = experiment.fit
