@@ -31,7 +31,7 @@ from models.config import ConfigError
 from models.registry import FAMILIES, FLOOR_NAMES, MODEL_NAMES, ModelNotAvailableError, check_model_name
 from training.callbacks import TrainingDivergedError
 from training.losses import PerceptualWeightsError
-from training.distribution import make_strategy
+from training.distribution import check_resume, make_strategy, worker_out
 from training.domains import QUICK_DEFAULTS, RECOMMENDED, domain_of
 from training.profiles import COMMON, OVERRIDABLE, applicable_overrides, resolve_config, scale_to_data
 from training.runs import (RunBusyError, latest_unfinished_run, locked, new_run_dir, set_state, setting_differences,
@@ -211,10 +211,14 @@ def train_evaluate_export(args, config, collection, split, run_dir, strategy, fl
     else:  # normals only: a calibrated detector to deploy, nothing to evaluate it against
         metrics = {"threshold": float(detector.get_layer("score_combiner").threshold.numpy()), "calibration": calibration}
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    print("Exporting model.keras and saved_model/")
+    print("Exporting model.keras and saved_model/", end="", flush=True)  # the seconds each took follow
     image_detector = ImageDetector(detector)  # raw images in, as a deployed model is used
+    exporting = time.perf_counter()
     image_detector.save(run_dir / "model.keras")
+    print(f": model.keras {time.perf_counter() - exporting:.1f} s", end="", flush=True)
+    exporting = time.perf_counter()
     export_saved_model(image_detector, run_dir / "saved_model")
+    print(f", saved_model/ {time.perf_counter() - exporting:.1f} s")
     set_state(run_dir, "finished")
 
     print(f"\n{config['model']} on {dataset_label(config)} (profile {config['profile']}, protocol {config['protocol']}, "
@@ -335,7 +339,9 @@ def execute(args):
         note = domain_note(args.dataset, args.profile, named)
         if note:
             print(note)
+        check_resume(args.strategy, args.resume)
         strategy = make_strategy(args.strategy or COMMON["strategy"])  # before any other TensorFlow work
+        args.out = worker_out(strategy, args.out)  # only the chief keeps run folders
         results = [
             result
             for category in categories(args) for seed in args.seeds

@@ -75,7 +75,10 @@ def _decode(data, decoder, reduction):
 
 
 # The scan calls this once per file: as one graph it runs about 3x faster than op by op (eagerly).
-_decode_in_scan = tf.function(_decode)
+@tf.function
+def _decode_in_scan(data, decoder, reduction):
+    image, channels, bit_depth = _decode(data, decoder, reduction)
+    return image, channels, bit_depth, tf.shape(image)
 
 
 def _colour_channels(image):
@@ -83,11 +86,14 @@ def _colour_channels(image):
     return image[..., : tf.where(tf.shape(image)[-1] >= 3, 3, 1)]
 
 
-def inspect_image(path) -> tuple[dict, np.ndarray]:
+def inspect_image(path, prepare=None) -> tuple[dict, np.ndarray]:
     """Check one file and decode it once: (file_info, float32 [H, W, C] in [0, 1]).
 
     file_info = {"format", "width", "height", "channels", "mode", "bit_depth", "decoder",
     "reduction"}, sizes and channels as stored. Raises UnusableImage with the reason to skip it.
+    `prepare`, a TensorFlow function of that image, is applied inside the decoding graph and its
+    result (any structure of tensors, as numpy) is returned instead of the image: `predict` resizes
+    there, which saves converting and copying every full-size image out of TensorFlow.
     """
     data = pathlib.Path(path).read_bytes()
     image_format = _check_container(data)
@@ -98,16 +104,34 @@ def inspect_image(path) -> tuple[dict, np.ndarray]:
         reduction = _reduction(info["width"], info["height"])
     decoder = "opencv" if reduction > 1 else _first_choice_decoder(info)
     data = tf.constant(data)  # not bytes: numpy_function would drop their trailing NULs
-    image, channels, bit_depth, decoder = _decode_or_fall_back(data, decoder, reduction, image_format)
+    decode = _decode_in_scan if prepare is None else _decoder_with(prepare)
+    image, channels, bit_depth, shape, decoder = _decode_or_fall_back(data, decoder, reduction, image_format, decode)
     if "width" not in info:  # no header read for this format: sizes come from the decoded image
-        height, width = image.shape[:2]
+        height, width = (int(side) for side in shape[:2])
         _check_size(width, height)
         info.update(width=width, height=height, channels=int(channels), mode=_MODE_OF_CHANNELS[int(channels)])
         reduction = _reduction(width, height)
         if reduction > 1:  # a large BMP/GIF/WebP/TIFF: decode again, reduced, as the pipeline will
-            image, _, bit_depth, decoder = _decode_or_fall_back(data, "opencv", reduction, image_format)
+            image, _, bit_depth, _, decoder = _decode_or_fall_back(data, "opencv", reduction, image_format, decode)
     info.update(bit_depth=int(bit_depth), decoder=decoder, reduction=reduction)
-    return info, image.numpy()
+    return info, tf.nest.map_structure(lambda tensor: tensor.numpy(), image)
+
+
+def _decoder_with(prepare):
+    """_decode_in_scan with `prepare` applied to the image in the same graph (inspect_image's `prepare`).
+
+    Kept on `prepare` itself, so it is traced once per function and freed with it (a module-level cache
+    would hold every call's graphs for as long as the process lives).
+    """
+    decode = getattr(prepare, "_decoder", None)
+    if decode is None:
+
+        def decode_and_prepare(data, decoder, reduction):
+            image, channels, bit_depth = _decode(data, decoder, reduction)
+            return prepare(image), channels, bit_depth, tf.shape(image)
+
+        decode = prepare._decoder = tf.function(decode_and_prepare)
+    return decode
 
 
 def _sniff_format(data: bytes) -> str | None:
@@ -175,19 +199,19 @@ def _reduction(width: int, height: int) -> int:
     return next((r for r in _REDUCTIONS if min(width, height) // r >= REDUCED_MIN_SIDE), 1)
 
 
-def _decode_or_fall_back(data, decoder: str, reduction: int, image_format: str):
-    """(image, stored channels, bit depth, decoder used): `decoder`, else OpenCV where tf.io fails.
+def _decode_or_fall_back(data, decoder: str, reduction: int, image_format: str, decode=_decode_in_scan):
+    """(image, stored channels, bit depth, decoded shape, decoder used): `decoder`, else OpenCV where tf.io fails.
 
     OpenCV reads some variants tf.io rejects (odd BMPs, for one); when both fail, tf.io's
     message, which names the problem, becomes the reason.
     """
     try:
-        return (*_decode_in_scan(data, decoder, tf.constant(reduction)), decoder)
+        return (*decode(data, decoder, tf.constant(reduction)), decoder)
     except tf.errors.OpError as error:
         first_error = error
     if decoder != "opencv":
         try:
-            return (*_decode_in_scan(data, "opencv", tf.constant(reduction)), "opencv")
+            return (*decode(data, "opencv", tf.constant(reduction)), "opencv")
         except tf.errors.OpError:
             pass
     raise UnusableImage(f"corrupt {image_format} ({_decoder_message(first_error)})")

@@ -12,12 +12,16 @@ right either way: all its copies are dropped and reported.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import dataclasses
 import hashlib
+import os
 
 import cv2
 import numpy as np
-from scipy.sparse import csr_matrix
+
+from data.progress import PROGRESS_MINIMUM, Progress
 
 # pHash of HASH_SIDE x HASH_SIDE DCT frequencies: 256 bits. 64 bits (8x8, the common choice)
 # cannot tell apart slices that all look alike: 1 in 6000 pairs of distinct phantom slices came
@@ -29,6 +33,7 @@ HASH_SIDE = 16
 NEAR_DUPLICATE_BITS = 24
 _HASH_WORDS = HASH_SIDE**2 // 64  # uint64 words per hash
 _BLOCK = 64  # rows of the distance matrix computed at once: 10 MB temporaries at 20k images, cache-friendly
+_THREADS = min(2, os.cpu_count() or 1)
 
 
 @dataclasses.dataclass
@@ -72,8 +77,7 @@ def find_duplicates(fingerprints: list[tuple[bytes, np.ndarray]], labels) -> Dup
     _, first, exact = np.unique(exact, return_index=True, return_inverse=True)
     order = np.argsort(first)
     exact = np.argsort(order)[exact]
-    near_pairs = _near_pairs(hashes[first[order]])
-    leaders = _leader_groups(len(order), near_pairs)  # per exact group
+    leaders, across = _near_groups(hashes[first[order]])  # per exact group
     groups = leaders[exact]
 
     exact_sizes = np.bincount(exact)[exact]
@@ -84,7 +88,7 @@ def find_duplicates(fingerprints: list[tuple[bytes, np.ndarray]], labels) -> Dup
         "exact_images": int(np.sum(exact_sizes > 1)),
         "near_groups": len(np.unique(groups[near])),
         "near_images": int(np.sum(near)),
-        "near_pairs_across_groups": int(np.sum(leaders[near_pairs[:, 0]] != leaders[near_pairs[:, 1]])),
+        "near_pairs_across_groups": across,
         "mixed_label_groups": _count_mixed_label_groups(groups, labels),
         "dropped_conflicting": len(dropped),
         "near_threshold_bits": NEAR_DUPLICATE_BITS,
@@ -93,49 +97,73 @@ def find_duplicates(fingerprints: list[tuple[bytes, np.ndarray]], labels) -> Dup
 
 
 def _conflicting_copies(exact: np.ndarray, labels: np.ndarray) -> dict[int, int]:
-    """Every member of an exact group holding both labels -> the first member with the other label."""
-    abnormal = labels != 0
-    has_normal = np.bincount(exact, weights=~abnormal) > 0
-    has_abnormal = np.bincount(exact, weights=abnormal) > 0
-    dropped = {}
-    for index in np.flatnonzero((has_normal & has_abnormal)[exact]):
-        others = np.flatnonzero((exact == exact[index]) & (abnormal != abnormal[index]))
-        dropped[int(index)] = int(others[0])
-    return dropped
+    """Every member of an exact group holding both labels -> the first member with the other label.
 
-
-def _leader_groups(count: int, pairs: np.ndarray) -> np.ndarray:
-    """Group id per item: in order, each item not yet grouped starts a group with its ungrouped near items.
-
-    `pairs` are (i, j) with i < j. Every member is near its group's first item, so a group spans
-    at most twice the threshold, where connected components chain without bound.
+    Linear: the first member of each group with each label is found once (it was looked for per
+    member, which grew with the square of the copies: a folder linked into its sibling copies all).
     """
-    near = csr_matrix((np.ones(len(pairs), bool), (pairs[:, 0], pairs[:, 1])), shape=(count, count))
+    abnormal = (labels != 0).astype(np.int64)
+    first = np.full((2, exact.max() + 1 if len(exact) else 0), len(exact), np.int64)
+    np.minimum.at(first, (abnormal, exact), np.arange(len(exact)))
+    both = (first < len(exact)).all(axis=0)
+    return {int(i): int(first[1 - abnormal[i], exact[i]]) for i in np.flatnonzero(both[exact])}
+
+
+def _near_groups(hashes: np.ndarray) -> tuple[np.ndarray, int]:
+    """(group id per item, near pairs that fall in different groups) for hashes uint64 [N, words].
+
+    Leader groups: in order, each item not yet grouped starts a group with its ungrouped near items
+    (within NEAR_DUPLICATE_BITS), so every member is near its group's first item and a group spans at
+    most twice the threshold, where connected components chain without bound. The pairs come block
+    by block (_near_pair_blocks) and are grouped as they come, so memory stays linear in N however
+    many pairs there are (a set of near-identical video frames has N²/2 of them). A pair (i, j), i < j,
+    is counted across groups once row i is done if j is in another group or in none yet: only j's
+    leader can group j later, and i's leader, at most i, has already taken every member it will.
+    """
+    count = len(hashes)
     groups = np.full(count, -1, np.int64)
-    leaders = 0
-    for i in range(count):
-        if groups[i] < 0:  # items before i are all grouped: only later ones can join
-            later = near.indices[near.indptr[i]:near.indptr[i + 1]]
-            groups[later[groups[later] < 0]] = groups[i] = leaders
-            leaders += 1
-    return groups
+    leaders = across = 0
+    progress = Progress(count, "Duplicate search", "images", minimum=PROGRESS_MINIMUM)
+    for start, stop, rows, later in _near_pair_blocks(hashes):
+        bounds = np.searchsorted(rows, np.arange(start, stop + 1))
+        for row in range(start, stop):
+            near = later[bounds[row - start]:bounds[row - start + 1]]
+            if groups[row] < 0:  # items before `row` are all grouped: only later ones can join
+                groups[near[groups[near] < 0]] = groups[row] = leaders
+                leaders += 1
+            if len(near):
+                across += int(np.count_nonzero(groups[near] != groups[row]))
+        progress.add(stop - start)
+    progress.close()
+    return groups, across
 
 
-def _near_pairs(hashes: np.ndarray) -> np.ndarray:
-    """[P, 2] index pairs i < j whose hashes (uint64 [N, words]) differ by at most NEAR_DUPLICATE_BITS bits.
+def _near_pair_blocks(hashes: np.ndarray):
+    """(start, stop, i, j) per block of _BLOCK rows: the pairs i < j, i in start..stop-1, whose hashes differ by
+    at most NEAR_DUPLICATE_BITS bits, sorted by i.
 
-    Every pair, in row blocks against the rows from the block on: quadratic, but a vectorised
-    popcount takes about 2 s for 20k images on one CPU core (the scan itself takes far longer).
+    Every pair is compared: quadratic time (a radius of 24 of 256 bits leaves no exact index much
+    faster than that; about 2 s for 20k images on one core, against about 25 s for the scan), linear
+    memory. Blocks are computed in two threads ahead of their use (numpy releases the GIL).
     """
     words = [np.ascontiguousarray(column) for column in hashes.T]
-    pairs = [np.empty((0, 2), np.int64)]
-    for start in range(0, len(hashes), _BLOCK):
+
+    def block(start):
         distances = sum(  # uint16: four uint8 popcounts can reach 256
             (np.bitwise_count(word[start:start + _BLOCK, None] ^ word[None, start:]) for word in words), np.uint16(0)
         )
         i, j = np.nonzero(distances <= NEAR_DUPLICATE_BITS)
-        pairs.append(np.stack([i, j], axis=1)[j > i] + start)
-    return np.concatenate(pairs)
+        keep = j > i
+        return start, min(start + _BLOCK, len(hashes)), i[keep] + start, j[keep] + start
+
+    with concurrent.futures.ThreadPoolExecutor(_THREADS) as pool:
+        pending = collections.deque()
+        for start in range(0, len(hashes), _BLOCK):
+            pending.append(pool.submit(block, start))
+            if len(pending) > 2 * _THREADS:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _count_mixed_label_groups(groups: np.ndarray, labels: np.ndarray) -> int:

@@ -8,6 +8,7 @@ not return, so nothing is lost silently.
 
 from __future__ import annotations
 
+import collections
 import os
 import pathlib
 
@@ -27,9 +28,9 @@ def list_image_files(folder: pathlib.Path) -> tuple[list[pathlib.Path], list[dic
     """
     files, skipped = [], []
     visited = set()
-    pending = [pathlib.Path(folder)]
+    pending = collections.deque([pathlib.Path(folder)])
     while pending:
-        current = pending.pop(0)  # breadth first
+        current = pending.popleft()  # breadth first
         real = os.path.realpath(current)
         if real in visited:
             skipped.append({"path": str(current), "reason": f"folder already listed (it resolves to {real})"})

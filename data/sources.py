@@ -256,8 +256,16 @@ def scan_files(paths: list[str]) -> list[tuple[dict, tuple[bytes, np.ndarray]] |
             return f"cannot be read ({error.strerror})"
         return info, fingerprint(image)
 
+    from data.progress import PROGRESS_MINIMUM, Progress
+
+    progress = Progress(len(paths), "Reading and checking", "files", minimum=PROGRESS_MINIMUM)
+    results = []
     with concurrent.futures.ThreadPoolExecutor(_SCAN_THREADS) as pool:
-        return list(pool.map(scan, paths))
+        for result in pool.map(scan, paths):
+            results.append(result)
+            progress.add()
+    progress.close()
+    return results
 
 
 def _load_folders(normal_dir: str | None, abnormal_dir: str | None) -> ImageCollection:

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from data.describe import duplicates_line
-from data.duplicates import NEAR_DUPLICATE_BITS, _near_pairs, find_duplicates
+from data.duplicates import NEAR_DUPLICATE_BITS, _near_groups, _near_pair_blocks, find_duplicates
+from data.progress import PROGRESS_MINIMUM, Progress
 from data.protocols import paper_split, split_to_json
 from data.sources import load_dataset
 
@@ -118,8 +119,31 @@ def test_blocked_search_finds_exactly_the_brute_force_pairs():
         hashes[j] = flipped(hashes[i], rng.choice(256, rng.integers(0, NEAR_DUPLICATE_BITS + 1), replace=False))
     distances = np.unpackbits(hashes[:, None, :].view(np.uint8) ^ hashes[None, :, :].view(np.uint8), axis=-1).sum(-1)
     expected = {(i, j) for i, j in zip(*np.nonzero(distances <= NEAR_DUPLICATE_BITS)) if i < j}
-    assert {tuple(pair) for pair in _near_pairs(hashes).tolist()} == expected
+    found = [(int(i), int(j)) for *_, rows, later in _near_pair_blocks(hashes) for i, j in zip(rows, later)]
+    assert len(found) == len(set(found)) and set(found) == expected
     assert {(3, 250), (70, 71), (64, 128), (5, 299)} <= expected
+
+
+def test_grouping_as_the_pairs_come_matches_grouping_all_pairs_at_once():
+    """The leader groups and the count of near pairs across groups, streamed block by block (memory linear in
+    N), equal those computed from the whole list of pairs, on clusters that overlap across row blocks."""
+    rng = np.random.default_rng(1)
+    centres = rng.integers(0, 2**63, (12, 4), dtype=np.int64).astype(np.uint64)
+    hashes = np.stack([flipped(centres[rng.integers(12)], rng.choice(256, rng.integers(0, 20), replace=False))
+                       for _ in range(400)])
+    distances = np.unpackbits(hashes[:, None, :].view(np.uint8) ^ hashes[None, :, :].view(np.uint8), axis=-1).sum(-1)
+    near = np.triu(distances <= NEAR_DUPLICATE_BITS, 1)
+    expected = np.full(len(hashes), -1)
+    leaders = 0
+    for i in range(len(hashes)):
+        if expected[i] < 0:
+            later = np.flatnonzero(near[i])
+            expected[later[expected[later] < 0]] = expected[i] = leaders
+            leaders += 1
+    i, j = np.nonzero(near)
+    groups, across = _near_groups(hashes)
+    assert groups.tolist() == expected.tolist()
+    assert across == int(np.sum(expected[i] != expected[j])) > 0
 
 
 def test_no_images_and_in_memory_collections():
@@ -127,3 +151,18 @@ def test_no_images_and_in_memory_collections():
     assert empty.groups.shape == (0,) and empty.dropped == {} and empty.counts["exact_groups"] == 0
     phantom = load_dataset("phantom", phantom_normals=3, phantom_abnormals=2, phantom_size=32)
     assert phantom.groups is None and phantom.duplicates is None
+
+
+def test_progress_prints_only_for_large_sets_and_one_closing_line_in_a_log(capsys):
+    """Issue 21.16: no progress while reading files or searching duplicates (minutes on large sets). In a log
+    (not a terminal) a long step prints a count every LOG_EVERY seconds and one closing line; small sets nothing."""
+    small = Progress(PROGRESS_MINIMUM - 1, "Reading and checking", "files", minimum=PROGRESS_MINIMUM)
+    small.add(PROGRESS_MINIMUM - 1)
+    small.close()
+    assert capsys.readouterr().out == ""
+    large = Progress(PROGRESS_MINIMUM, "Reading and checking", "files", minimum=PROGRESS_MINIMUM)
+    for _ in range(PROGRESS_MINIMUM):
+        large.add()
+    large.close()
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Reading and checking: {PROGRESS_MINIMUM:,} files in ")

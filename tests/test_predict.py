@@ -14,6 +14,8 @@ import pytest
 import tensorflow as tf
 
 import run_experiments
+from data.decode import inspect_image
+from evaluation import predict as predict_module
 from data.phantom import make_phantom
 from tests.test_cli import only_run, read_scores
 from tests.test_hostile_input import BAD, write_hostile_folder
@@ -27,14 +29,19 @@ def tinted(image):
     return np.dstack([image, image * 0.85, image * 0.7]).astype(np.uint8)
 
 
+SIZES = ((48, 48), (56, 40), (52, 64))  # (width, height) in turn, so that one batch of predict mixes sizes
+
+
 def write_bit_depth_folders(root):
-    """Phantom slices (48 px) as 8-bit JPEG and PNG, a 12-bit scan stored as 16-bit PNG (values 200..3770, as a
-    scanner writes them) and a full-range 16-bit PNG, in turn; each kind lands among the abnormal (test) images."""
+    """Phantom slices as 8-bit JPEG (in colour, tinted) and PNG, a 12-bit scan stored as 16-bit PNG (values
+    200..3770, as a scanner writes them) and a full-range 16-bit PNG, in turn, at three sizes in turn (48 px and
+    two others); each kind and size lands among the abnormal (test) images."""
     collection = make_phantom(40, 8, size=48, seed=1)  # 40 normals: 3 validation normals, the minimum
     for position, (image, label) in enumerate(zip(collection.images, collection.labels)):
         folder = root / ("abnormal" if label else "normal")
         folder.mkdir(parents=True, exist_ok=True)
         kind = KINDS[position % len(KINDS)]
+        image = cv2.resize(image, SIZES[position % len(SIZES)], interpolation=cv2.INTER_AREA)
         stored = {"12bit.png": image.astype(np.uint16) * 14 + 200, "16bit.png": image.astype(np.uint16) * 257,
                   "8bit.jpg": tinted(image)}  # a colour JPEG, as most downloaded photos and many scans are
         assert cv2.imwrite(str(folder / f"{position}_{kind}"), stored.get(kind, image))
@@ -125,7 +132,8 @@ def test_predict_reproduces_scores_csv_and_writes_overlays_at_original_size(bit_
     for row in rows:
         assert float(row["threshold"]) == pytest.approx(threshold)
         assert int(row["is_anomalous"]) == (float(row["score"]) >= float(row["threshold"]))
-        assert cv2.imread(row["overlay"]).shape == (48, 48, 3)  # the file's size, not the model's 32
+        # The file's own size, not the model's 32.
+        assert cv2.imread(row["overlay"]).shape == cv2.imread(row["path"], cv2.IMREAD_UNCHANGED).shape[:2] + (3,)
     assert read_csv(out / "skipped.csv") == []
 
 
@@ -137,6 +145,38 @@ def test_a_12_bit_png_scores_the_same_in_evaluation_saved_model_and_predict(bit_
     for path in twelve_bit:
         served = float(serving(images=tf.io.decode_png(tf.io.read_file(path), dtype=tf.uint16)[None])["score"][0])
         assert expected[path] == pytest.approx(served, rel=1e-3, abs=1e-3) == predicted[path]
+
+
+def test_predict_no_overlays_and_save_maps_score_mixed_sizes_in_batches_as_scores_csv(bit_depth_run, tmp_path):
+    """Issue 21.13: predict scored one image at a time and always wrote overlays. Files of three sizes, grey and
+    colour, go through in batches; the scores are scores.csv's, no overlay is written, and each raw anomaly map
+    is the SavedModel's own for that file."""
+    run_dir, folders, expected = bit_depth_run
+    out = tmp_path / "out"
+    assert run_experiments.main(["predict", str(run_dir), *map(str, folders), "--no-overlays", "--save-maps",
+                                 "--out", str(out)]) == 0
+    written = read_csv(out / "predictions.csv")
+    assert len(written) == 48 and not (out / "overlays").exists()
+    assert all(row["overlay"] == "" for row in written)
+    by_path = {row["path"]: row for row in written}
+    np.testing.assert_allclose([float(by_path[path]["score"]) for path in expected], list(expected.values()),
+                               rtol=1e-3, atol=1e-3)
+    serving = tf.saved_model.load(str(run_dir / "saved_model")).signatures["serving_float"]
+    for path in [path for path in expected if path.endswith(".jpg")][:2] + [next(iter(expected))]:
+        _, image = inspect_image(path)
+        direct = serving(images=tf.constant(image[None]))["anomaly_map"].numpy()[0]
+        np.testing.assert_allclose(np.load(by_path[path]["map"]), direct, rtol=1e-4, atol=1e-4)
+    assert len(list((out / "maps").glob("*.npy"))) == 48
+
+
+def test_predict_batches_by_size_when_resizing_first_would_change_the_scores(bit_depth_run, tmp_path, monkeypatch):
+    """A SavedModel whose preprocessing is not grayscale-and-resize (simulated: the probe finds a difference) is
+    given the decoded images themselves, in batches of one size: the same scores."""
+    run_dir, folders, expected = bit_depth_run
+    monkeypatch.setattr(predict_module, "_same_outputs", lambda outputs, reference: False)
+    predict_module.predict(run_dir, list(map(str, folders)), tmp_path, overlays=False, batch_size=8)
+    by_path = {row["path"]: float(row["score"]) for row in read_csv(tmp_path / "predictions.csv")}
+    np.testing.assert_allclose([by_path[path] for path in expected], list(expected.values()), rtol=1e-3, atol=1e-3)
 
 
 def test_predict_threshold_overrides_the_stored_one_and_a_second_call_leaves_no_stale_overlay(bit_depth_run, tmp_path):

@@ -7,6 +7,7 @@ from tensorflow.python.framework import config as tf_config
 from models.registry import build_model
 from training.callbacks import EpochHistory, ProgressLine, StopOnNonFinite, TensorBoardLogger
 from training.checkpoints import CheckpointEveryEpoch, TrainingCheckpoint
+from training.distribution import with_multi_worker_logs
 from training.runs import CHECKPOINT_DIR
 
 
@@ -63,7 +64,7 @@ def fit(model, train_ds, normals_ds, preview, config, run_dir, verbose=1):
     start_epoch = checkpoint.restore_latest()
     history = EpochHistory(run_dir / "history.json", schedule, start_epoch)
     if start_epoch < schedule.total_epochs:
-        model.fit(
+        with_multi_worker_logs(model).fit(
             train_ds,
             epochs=schedule.total_epochs,
             initial_epoch=start_epoch,
