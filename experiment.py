@@ -70,6 +70,8 @@ def run_config(args, model, seed, category, named):
     only the flags it has a use for (e.g. --image-size, not the deep model's --epochs) and keeps its own
     score (a deep model's --score must not change what the floor is); a named model refuses the others."""
     overrides = {key: getattr(args, key) for key in OVERRIDABLE}
+    if args.source == "tfds" and overrides.get("channels") is None:
+        overrides["channels"] = 1  # TFDS Plant Village is held as grayscale: the plant domain's colour default can't apply
     if not named:
         overrides = applicable_overrides(model, args.dataset, args.profile, {**overrides, "score": None})
     config = resolve_config(model, args.dataset, args.profile, seed=seed, category=category, protocol=args.protocol,
@@ -321,7 +323,8 @@ def domain_note(dataset, profile, named):
         parts.append("quick defaults for " + domain + " data: "
                      + ", ".join(f"{key} {value}" for key, value in QUICK_DEFAULTS[domain].items()))
     if domain in RECOMMENDED and RECOMMENDED[domain][0] not in named:
-        parts.append(f"recommended model for {domain} data: {RECOMMENDED[domain][0]} (--model {RECOMMENDED[domain][0]})")
+        model, flags, _ = RECOMMENDED[domain]
+        parts.append(f"recommended for {domain} data: --model {model}" + (f" {flags}" if flags else ""))
     return "; ".join(parts) + " (chosen on the development sets: docs/defaults.md)." if parts else ""
 
 
