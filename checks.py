@@ -55,23 +55,21 @@ def bounded_int(low, high):
 
 def learning_rate(text):
     """An argparse type: a finite number in (0, MAX_LR] (a negative rate ascends the loss, 0 trains nothing)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not (math.isfinite(value) and 0 < value <= MAX_LR):
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0 and at most {MAX_LR:g}, got {text}")
-    return value
+    return _finite_number(text, lambda value: 0 < value <= MAX_LR, f"a finite number above 0 and at most {MAX_LR:g}")
 
 
 def finite_float(text):
     """An argparse type: any finite number (a NaN threshold would mark every image normal)."""
+    return _finite_number(text, lambda value: True, "a finite number")
+
+
+def _finite_number(text, allowed, requirement):
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    if not (math.isfinite(value) and allowed(value)):
+        raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
     return value
 
 
