@@ -329,6 +329,10 @@ def _log_scale_if_wide(ax: plt.Axes, values: list[float]) -> None:
         ax.set_ylabel(f"{ax.get_ylabel()} (log scale)")
 
 
+# A curve of this many epochs or fewer also gets markers: a line through one point draws nothing.
+FEW_POINTS = 10
+
+
 def plot_loss_curves(history: list[dict], path) -> Path:
     """Reconstruction terms over all epochs, several phases shaded and their boundaries dashed;
     beside them, when any were logged, the adversarial terms over the epochs that have them (sparse
@@ -358,7 +362,8 @@ def plot_loss_curves(history: list[dict], path) -> Path:
         recon_ax, recon_values = axes[0, 0], []
         for key in recon_keys:
             epochs, values = _series(history, key)
-            recon_ax.plot(epochs, values, linewidth=2.2 if key == "recon_loss" else 1.1, label=key)
+            recon_ax.plot(epochs, values, linewidth=2.2 if key == "recon_loss" else 1.1, label=key,
+                          marker="o" if len(epochs) <= FEW_POINTS else None, markersize=4)  # one point draws no line
             recon_values += values
         recon_ax.set_title("Reconstruction losses" if both else "Training losses")
         _log_scale_if_wide(recon_ax, recon_values)

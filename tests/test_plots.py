@@ -89,6 +89,21 @@ def test_loss_curves_reconstruction_phase_only(tmp_path):
     assert _read_png(path).shape[1] > 600
 
 
+def test_loss_curves_of_a_one_epoch_run_draw_its_point(tmp_path, monkeypatch):
+    """Issue 21.15: a line through one point draws nothing, so loss_curves.png of a one-epoch run was blank."""
+    history = [{"epoch": 1, "phase": "training", "loss": 0.5}]
+
+    def curve_pixels(name):
+        image = _read_png(plots.plot_loss_curves(history, tmp_path / name)).astype(int)
+        first_colour = np.array(plots.plt.get_cmap("tab20").colors[0])[::-1] * 255  # BGR, as cv2 reads it
+        in_colour = np.abs(image - first_colour).sum(axis=2) < 60
+        return in_colour[: image.shape[0] * 3 // 4].sum()  # the axes; the legend sits below them
+
+    assert curve_pixels("loss.png") > 20
+    monkeypatch.setattr(plots, "FEW_POINTS", 0)  # lines only, as before the fix
+    assert curve_pixels("lines_only.png") == 0
+
+
 def test_loss_curves_of_a_model_without_adversary_have_one_panel_and_no_phase_shading(tmp_path, monkeypatch):
     history = [{"epoch": e, "phase": "reconstruction", "loss": 1 / e, "kl": 0.1 * e} for e in range(1, 6)]
     figures = []
