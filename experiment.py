@@ -127,7 +127,11 @@ def run(args, model, seed, category, strategy, named=True, floor=None, floor_var
         with locked(run_dir):  # a second --resume of this run, or the call still training it, is refused
             config = json.loads((run_dir / "config.json").read_text())
             print(f"Resuming {run_dir} (its saved settings are this command's).")
-            return start_or_resume(args, config, run_dir, strategy, floor, floor_variants)
+            try:
+                return start_or_resume(args, config, run_dir, strategy, floor, floor_variants)
+            except KeyboardInterrupt as interrupt:
+                interrupt.resumable = run_dir  # it has a checkpoint: latest_unfinished_run chose it for that
+                raise
     if args.resume:
         unfinished = unfinished_runs(args.out, config)
         if unfinished:
@@ -141,11 +145,7 @@ def start_or_resume(args, config, run_dir, strategy, floor, floor_variants):
     """`run` once the run is chosen: resume run_dir (locked by the caller), or start a new run when it is None."""
     set_determinism(config)  # before any dataset is built: tf.data's parallel maps follow it
     keras.utils.set_random_seed(config["seed"])
-    collection = load_collection(args, config)
-    if collection.skipped:
-        print(f"Skipped {len(collection.skipped)} unusable file(s); they are listed under 'skipped' in split.json.")
-    if duplicates_line(collection.duplicates):
-        print(duplicates_line(collection.duplicates))
+    collection = load_collection_once(args, config)
     if run_dir is not None:
         split = split_from_json(collection, json.loads((run_dir / "split.json").read_text()))
         return train_evaluate_export(args, config, collection, split, run_dir, strategy, floor, floor_variants)
@@ -166,11 +166,13 @@ def start_or_resume(args, config, run_dir, strategy, floor, floor_variants):
             (run_dir / "config.json").write_text(json.dumps(config, indent=1))
             write_split(run_dir / "split.json", collection, split)
             return train_evaluate_export(args, config, collection, split, run_dir, strategy, floor, floor_variants)
-    except BaseException:
+    except BaseException as error:
         if not trained(run_dir):
             shutil.rmtree(run_dir)
             print(f"Removed {run_dir}: it stopped before its first checkpoint, so there is nothing to resume.",
                   file=sys.stderr)
+        elif isinstance(error, KeyboardInterrupt):
+            error.resumable = run_dir  # execute advises --resume only then
         raise
 
 
@@ -287,6 +289,19 @@ def load_collection(args, config):
     )
 
 
+def load_collection_once(args, config):
+    """load_collection, printing its skipped-files and Duplicates lines only when it was read now, so once per
+    dataset of a call (per category; per seed for the phantom), not once per run of the models and floors."""
+    misses = _cached_dataset.cache_info().misses
+    collection = load_collection(args, config)
+    if _cached_dataset.cache_info().misses > misses:
+        if collection.skipped:
+            print(f"Skipped {len(collection.skipped)} unusable file(s); they are listed under 'skipped' in split.json.")
+        if duplicates_line(collection.duplicates):
+            print(duplicates_line(collection.duplicates))
+    return collection
+
+
 # Runs loop category > seed > model, so one cached dataset serves a category's runs and memory holds one at a time.
 _cached_dataset = functools.lru_cache(maxsize=1)(load_dataset)
 
@@ -328,6 +343,14 @@ def domain_note(dataset, profile, named):
     return "; ".join(parts) + " (chosen on the development sets: docs/defaults.md)." if parts else ""
 
 
+def interrupted_line(run_dir):
+    """The console line after Ctrl-C: --resume is advised only when the interrupted run kept a checkpoint."""
+    if run_dir is not None:
+        return f"Interrupted. Continue later with the same command plus --resume ({run_dir} has a checkpoint)."
+    return ("Interrupted before this call's run saved a checkpoint, so there is nothing to resume; "
+            "run the same command again to start it afresh.")
+
+
 def execute(args):
     """Run the call `args` describes (run_experiments.parse_args); returns the process exit code."""
     _cached_dataset.cache_clear()  # each call reads the folders as they are now
@@ -363,7 +386,7 @@ def execute(args):
     except TrainingDivergedError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_DIVERGED
-    except KeyboardInterrupt:
-        print("\nInterrupted. Continue later with the same command plus --resume.", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        print("\n" + interrupted_line(getattr(interrupt, "resumable", None)), file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0

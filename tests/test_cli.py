@@ -2,6 +2,7 @@
 
 import contextlib
 import csv
+import functools
 import io
 import json
 import os
@@ -10,6 +11,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import types
 
 import cv2
 import keras
@@ -479,3 +481,51 @@ def test_config_json_records_the_command_data_code_and_library_versions(phantom_
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
     assert config["git_commit"].startswith(head.stdout.strip()) if head.returncode == 0 else config["git_commit"] is None
     assert config["versions"]["tensorflow"] == tf.__version__ and config["versions"]["keras"] == keras.__version__
+
+
+# Issue 21.15: the friction of an interrupted call and of the Duplicates line.
+
+def test_ctrl_c_before_any_checkpoint_does_not_advise_resume(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "run", interrupted)
+    code = run_experiments.main(["--dataset", "phantom", "--profile", "smoke", "--no-floor", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == experiment.EXIT_INTERRUPTED
+    assert "nothing to resume" in err and "--resume" not in err
+
+
+def test_ctrl_c_after_a_checkpoint_advises_resume(tmp_path, monkeypatch, capsys):
+    def checkpoint_then_interrupt(args, config, collection, split, run_dir, *rest):
+        (run_dir / runs.CHECKPOINT_DIR).mkdir()
+        (run_dir / runs.CHECKPOINT_DIR / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "train_evaluate_export", checkpoint_then_interrupt)
+    code = run_experiments.main(["--dataset", "phantom", "--profile", "smoke", "--no-floor", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    run_dir = only_run(tmp_path)
+    assert code == experiment.EXIT_INTERRUPTED
+    assert f"plus --resume ({run_dir} has a checkpoint)" in err and "nothing to resume" not in err
+    assert experiment.interrupted_line(None) != experiment.interrupted_line(run_dir)
+
+
+def test_the_duplicates_line_prints_once_per_loaded_dataset(tmp_path, monkeypatch, capsys):
+    """It printed once per run: three times for one model and the two floors."""
+    loads = []
+
+    def load(dataset, seed=0, **kwargs):
+        loads.append(seed)
+        return types.SimpleNamespace(skipped=["bad.png"], duplicates={
+            "exact_groups": 1, "exact_images": 2, "near_groups": 0, "near_images": 0, "mixed_label_groups": 0,
+            "dropped_conflicting": 0})
+
+    monkeypatch.setattr(experiment, "_cached_dataset", functools.lru_cache(maxsize=1)(load))
+    (tmp_path / "n").mkdir(), (tmp_path / "a").mkdir()
+    args = run_experiments.parse_args(["--dataset", "folder", "--normal-dir", str(tmp_path / "n"),
+                                       "--abnormal-dir", str(tmp_path / "a")])
+    for model in ("pca", "knn", "cae"):  # the runs of one call: one dataset
+        experiment.load_collection_once(args, resolve_config(model, "folder", "smoke", seed=0))
+    out = capsys.readouterr().out
+    assert len(loads) == 1 and out.count("Duplicates: 1 exact groups") == 1 and out.count("Skipped 1 unusable") == 1
