@@ -170,10 +170,16 @@ def write_tensorboard_results(log_dir, metrics, roc_png, step):
 
 
 def _mean_std(values):
+    """Mean and std of the measured values; the std of one value is undefined (nan), not 0."""
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
         return float("nan"), float("nan")
-    return float(np.mean(values)), float(np.std(values))
+    return float(np.mean(values)), float(np.std(values)) if len(values) > 1 else float("nan")
+
+
+def _csv_row(row):
+    """A report row as report.csv writes it: an undefined std (one seed) is an empty cell, not 0.0 or nan."""
+    return {key: "" if key.endswith("_std") and math.isnan(value) else value for key, value in row.items()}
 
 
 def _report_values(metrics):
@@ -302,7 +308,7 @@ def _number(value, digits=3):
 
 def _mean_std_cell(row, column):
     mean, std = row[f"{column}_mean"], row[f"{column}_std"]
-    return _number(mean) + (f" ± {std:.3f}" if len(row["seeds"].split(",")) > 1 and not math.isnan(mean) else "")
+    return _number(mean) + ("" if math.isnan(std) else f" ± {std:.3f}")  # one seed: the mean only
 
 
 def _markdown_cell(row, column):
@@ -399,7 +405,7 @@ def write_report(results, out_root):
     with open(stem.with_suffix(".csv"), "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(map(_csv_row, rows))
 
     columns = report_columns(results)
     extra = ("auroc 95% CI", "better floor (auroc, model − floor)", "better floor with the model's score",
@@ -411,7 +417,7 @@ def write_report(results, out_root):
                                 _floor_cell(row, "same_score_floor"), _paper_score_cell(row)]) + " |"
               for row in rows]
     note = ("Rows are ranked by mean AUROC within each dataset; (floor) marks the classical floors. "
-            "Mean ± std over seeds; the paper's own number, where it reports one, in parentheses. "
+            "Mean ± std over seeds (one seed: the mean only); the paper's own number, where it reports one, in parentheses. "
             "Thresholded metrics use the validation-normal threshold; oracle_accuracy is the papers' test-set sweep. "
             "minutes: a run's wall time for training and scoring the test set (not plots or export; a resumed "
             "run counts its last call only). "

@@ -134,6 +134,24 @@ def test_minutes_are_the_mean_over_each_models_runs(tmp_path):
             {"improved_bigan": 3.0, "pca": 0.05})
 
 
+def test_one_seed_has_no_std_it_is_left_empty_not_zero(tmp_path):
+    """Issue 21.15: report.csv gave std 0.0 for a model run on one seed; that std is undefined."""
+    results = [scored_result(tmp_path, "improved_bigan", seed, 1.0, minutes=2.0 * (seed + 1)) for seed in (0, 1)]
+    results.append(scored_result(tmp_path, "pca", 0, 0.5, minutes=0.05))
+    rows = {row["model"]: row for row in report_rows(results)}
+    assert math.isnan(rows["pca"]["auroc_std"]) and math.isnan(rows["pca"]["minutes_std"])
+    assert rows["pca"]["auroc_mean"] == pytest.approx(results[2][1]["auroc"])  # the mean is unchanged
+    stem = write_report(results, tmp_path)
+    with open(stem.with_suffix(".csv")) as handle:
+        written = {row["model"]: row for row in csv.DictReader(handle)}
+    assert written["pca"]["auroc_std"] == "" and written["pca"]["minutes_std"] == ""
+    assert float(written["improved_bigan"]["minutes_std"]) == pytest.approx(1.0)  # two seeds: a std
+    header, _, deep, floor = stem.with_suffix(".md").read_text().splitlines()[-4:]
+    column = header.split(" | ").index("minutes")
+    assert deep.split(" | ")[column] == "3.000 ± 1.000" and floor.split(" | ")[column] == "0.050"
+    assert "±" not in next(line for line in stem.with_suffix(".txt").read_text().splitlines() if line.startswith("pca"))
+
+
 def test_console_table_is_the_written_report_txt_and_fits_100_columns(tmp_path):
     results = [scored_result(tmp_path, model, seed, shift, minutes=12.5)
                for seed in (0, 1) for model, shift in (("knn", 0.5), ("improved_bigan", 2.0), ("vq_vae", 1.0))]
