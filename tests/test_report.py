@@ -76,7 +76,7 @@ def test_flags_that_do_not_apply_to_a_model_are_refused():
         resolve_config("improved_bigan", "phantom", "quick", image_size=72)
     # Issue 21.14: the refusal listed internal setting names (['architecture', 'beta_1', ...]), not flags.
     with pytest.raises(ConfigError, match=r"--epochs-recon does not apply to fcae; the flags it takes are --batch-size, "
-                                          r"--epochs, --image-size, --latent-dim, --lr, --min-updates, "):
+                                          r"--channels, --epochs, --image-size, --latent-dim, --lr, --min-updates, "):
         resolve_config("fcae", "phantom", "quick", epochs_recon=3)
     # Issue 21.9: sizes beyond what memory is sized for are refused with the model's settings, before any data.
     with pytest.raises(ConfigError, match="pixels a step"):
