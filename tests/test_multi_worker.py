@@ -82,8 +82,9 @@ def test_two_workers_train_the_same_weights_and_only_the_chief_writes_a_run(tmp_
     assert not temporary.exists()  # removed when the worker exited
 
 
-def test_resume_across_workers_is_refused_before_anything_runs(tmp_path, capsys):
+def test_resume_across_workers_is_refused_before_anything_runs(tmp_path, capsys, monkeypatch):
     """Only the chief keeps checkpoints: workers resuming at different epochs would wait on each other for ever."""
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}}))
     assert run_experiments.main(["--model", "fcae", "--profile", "smoke", "--strategy", "multi_worker", "--resume",
                                  "--out", str(tmp_path)]) == 2
     assert "--resume does not work with --strategy multi_worker" in capsys.readouterr().err
