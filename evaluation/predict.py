@@ -113,6 +113,7 @@ def predict(model, paths, out, threshold=None, overlays=True, save_maps=False, b
     files, skipped = image_files(paths)
     import tensorflow as tf
 
+    from data.decode import warm_up
     from data.progress import Progress
 
     serving = tf.saved_model.load(str(serving_path)).signatures["serving_float"]
@@ -127,6 +128,7 @@ def predict(model, paths, out, threshold=None, overlays=True, save_maps=False, b
             if OVERLAY_NAME.fullmatch(stale.name) and stale.is_file():
                 stale.unlink()
     prepare = preparation(serving, overlays)
+    warm_up(prepare)  # the decoder's tracing is start-up, not scoring
     writer = OverlayWriter() if overlays else None
     rows, pending, buffered = [], {}, 0
     progress = Progress(len(files), "Scoring", "images")
