@@ -21,9 +21,16 @@ MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 512
 MAX_LATENT_DIM = 1024
 MAX_LR = 1.0
 MAX_MIN_UPDATES = 1_000_000
-MAX_SEED = 2**32 - 1
+MAX_SEED = 2**32 - 1  # numpy's and TensorFlow's seeds are unsigned 32-bit
 # Images per step times pixels per image: the papers' largest setting (GANomaly, EfficientGAN: batch 64 of 256 px).
-MAX_PIXELS_PER_STEP = 64 * 256 * 256  # numpy's and TensorFlow's seeds are unsigned 32-bit
+MAX_PIXELS_PER_STEP = 64 * 256 * 256
+
+
+def xla_problem(xla, deterministic):
+    """The sentence refusing --xla on under op determinism, or None (the parser and resolve_config both ask)."""
+    if xla == "on" and deterministic:
+        return "--xla on needs --nondeterministic: Keras turns XLA off under TensorFlow's op determinism."
+    return None
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -32,7 +32,7 @@ from models.registry import FAMILIES, FLOOR_NAMES, MODEL_NAMES, ModelNotAvailabl
 from training.callbacks import TrainingDivergedError
 from training.losses import PerceptualWeightsError
 from training.distribution import check_resume, make_strategy, worker_out
-from training.domains import QUICK_DEFAULTS, RECOMMENDED, domain_of
+from training.domains import RECOMMENDED, domain_defaults, domain_of
 from training.profiles import COMMON, OVERRIDABLE, applicable_overrides, resolve_config, scale_to_data
 from training.runs import (RunBusyError, latest_unfinished_run, locked, new_run_dir, set_state, setting_differences,
                            trained, unfinished_runs)
@@ -333,10 +333,9 @@ def prepare_data(args):
 def domain_note(dataset, profile, named):
     """The console line naming the dataset domain's quick defaults and recommended model (training.domains)."""
     domain = domain_of(dataset)
-    parts = []
-    if profile == "quick" and QUICK_DEFAULTS.get(domain):
-        parts.append("quick defaults for " + domain + " data: "
-                     + ", ".join(f"{key} {value}" for key, value in QUICK_DEFAULTS[domain].items()))
+    parts, defaults = [], domain_defaults(dataset, profile)
+    if defaults:
+        parts.append(f"quick defaults for {domain} data: " + ", ".join(f"{key} {value}" for key, value in defaults.items()))
     if domain in RECOMMENDED and RECOMMENDED[domain][0] not in named:
         model, flags, _ = RECOMMENDED[domain]
         parts.append(f"recommended for {domain} data: --model {model}" + (f" {flags}" if flags else ""))

@@ -19,7 +19,7 @@ import sys
 import checks
 from data.protocols import PROTOCOLS
 from data.sources import DATASET_NAMES, SOURCES, DatasetError, load_dataset, resolve_data_dir
-from data.sources import _check_options as check_options
+from data.sources import check_options
 from models.names import CHANNELS, MODEL_NAMES
 from training.domains import recommendation_lines
 from training.names import PROFILE_NAMES, SCORE_NAMES, STRATEGIES
@@ -172,8 +172,9 @@ def flag_problem(args):
         return f"--score {args.score} does not exist; the score variants are {', '.join(SCORE_NAMES)}."
     if args.epochs_recon == 0 and args.epochs_adv == 0:
         return "--epochs-recon 0 with --epochs-adv 0 trains nothing; give at least one phase an epoch."
-    if args.xla == "on" and args.deterministic is not False:
-        return "--xla on needs --nondeterministic: Keras turns XLA off under TensorFlow's op determinism."
+    xla = checks.xla_problem(args.xla, args.deterministic is not False)
+    if xla:
+        return xla
     if args.strategy == "multi_worker":
         return checks.tf_config_problem()
     return None

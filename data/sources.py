@@ -138,7 +138,7 @@ def load_dataset(
     from data import layouts, mvtec, plant_village
     from data.phantom import make_phantom
 
-    _check_options(name, category, source)
+    check_options(name, category, source)
     if name == "phantom":
         collection = make_phantom(phantom_normals, phantom_abnormals, phantom_size, seed, phantom_draw)
         return dataclasses.replace(collection, layout="phantom (generated)")
@@ -157,7 +157,7 @@ def available_categories(dataset: str, data_dir: str | None = None, source: str 
     """The categories `--category all` runs over: MVTec AD categories or Plant Village species found."""
     from data import mvtec, plant_village  # deferred: they import this module
 
-    _check_options(dataset, "all", source)
+    check_options(dataset, "all", source)
     if dataset == "mvtec_ad":
         return mvtec.mvtec_categories(resolve_data_dir(dataset, data_dir))
     if source == "tfds":
@@ -165,7 +165,7 @@ def available_categories(dataset: str, data_dir: str | None = None, source: str 
     return plant_village.plant_species(resolve_data_dir(dataset, data_dir))
 
 
-def _check_options(name: str, category: str | None, source: str) -> None:
+def check_options(name: str, category: str | None, source: str) -> None:
     if name not in DATASET_NAMES:
         raise DatasetError(f"Unknown dataset '{name}'; choose one of: {', '.join(DATASET_NAMES)}.")
     if category is not None and name not in CATEGORY_DATASETS:

@@ -11,10 +11,8 @@ DOMAIN_OF_DATASET = {
     "phantom": "phantom", "brain_mri": "brain", "mvtec_ad": "industrial", "plant_village": "plant",
     "chest_xray_1": "chest", "chest_xray_2": "chest", "chest_xray_3": "chest", "folder": "folder",
 }
-# Settings that are part of a model's architecture preset (the rest are run settings).
-ARCHITECTURE_SETTINGS = ("image_size", "channels")
 # domain -> settings for every model of the domain; a setting a model has no use for is not applied.
-# Floors take only the architecture settings: they keep their own score, and are compared at the same input.
+# Floors take only the settings of their architecture preset: they keep their own score, on the same input.
 # Chosen on the dev sets (docs/defaults.md); phantom, brain, industrial and folder keep the quick profile's own.
 QUICK_DEFAULTS = {
     "chest": {"score": "paper"},
@@ -34,12 +32,9 @@ def domain_of(dataset):
     return DOMAIN_OF_DATASET.get(dataset, "folder")
 
 
-def domain_defaults(dataset, profile, is_floor):
+def domain_defaults(dataset, profile):
     """The settings `dataset`'s domain changes under `profile` (only `quick` has any)."""
-    if profile != "quick":
-        return {}
-    defaults = QUICK_DEFAULTS.get(domain_of(dataset), {})
-    return {key: value for key, value in defaults.items() if not is_floor or key in ARCHITECTURE_SETTINGS}
+    return dict(QUICK_DEFAULTS.get(domain_of(dataset), {})) if profile == "quick" else {}
 
 
 def recommendation_lines():

@@ -7,7 +7,7 @@ resolve to one plain dict, written verbatim to config.json; nothing else decides
 
 import math
 
-from checks import MAX_PIXELS_PER_STEP
+from checks import MAX_PIXELS_PER_STEP, xla_problem
 from data.protocols import default_protocol
 from models.config import ConfigError
 from evaluation.scoring import score_variants
@@ -60,8 +60,10 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
     config.update(models.TRAINING_COMMON)
     config.update(models.TRAINING[profile])
     preset = dict(models.PRESETS[config["preset"]])
-    domain = {key: value for key, value in domain_defaults(dataset, profile, model in FLOOR_NAMES).items()
-              if (key in config or key in preset) and (key != "score" or value in score_variant_names(model))}
+    # A floor takes only the domain's input settings (its preset's): it keeps its own score.
+    domain = {key: value for key, value in domain_defaults(dataset, profile).items()
+              if (key in preset or key in config and model not in FLOOR_NAMES)
+              and (key != "score" or value in score_variant_names(model))}
     config.update({key: value for key, value in domain.items() if key not in preset})
     config["domain_defaults"] = domain  # what the dataset's domain changed (config.json shows it)
     given = {key: value for key, value in overrides.items() if value is not None and key in OVERRIDABLE}
@@ -82,8 +84,9 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
             f"--batch-size {config['batch_size']} of {config['architecture']['image_size']} px images is {pixels:,} "
             f"pixels a step, more than the {MAX_PIXELS_PER_STEP:,} (64 images of 256 px) memory is sized for; "
             "lower --batch-size or --image-size.")
-    if config["xla"] == "on" and config["deterministic"]:
-        raise ConfigError("--xla on needs --nondeterministic: Keras turns XLA off under TensorFlow's op determinism.")
+    xla = xla_problem(config["xla"], config["deterministic"])
+    if xla:
+        raise ConfigError(xla)
     variants = score_variant_names(model)
     if config["score"] not in variants:
         raise ConfigError(f"--score {config['score']} does not apply to {model}; choose one of {variants}.")
