@@ -20,7 +20,10 @@ from training.losses import ssim
 # the run's `score` setting picks the one behind `score`, the threshold and the exports.
 # A family adds its own variants (class attribute `score_variants`, e.g. the BiGAN's latent distance).
 COMMON_VARIANTS = {
-    "paper": {"mse": 0.7, "ssim_error": 0.3},  # Improved BiGAN §III: 0.7·MSE + 0.3·(1 − SSIM), exactly
+    "paper": {"mse": 0.7, "ssim_error": 0.3},  # Improved BiGAN §III: 0.7·MSE + 0.3·(1 − SSIM) on [0, 1] intensities
+    # The same weights applied to [-1, 1] pixels (MSE 4x): the chest and leaf defaults were chosen with it
+    # when it was called `paper` (docs/defaults.md, docs/fidelity.md).
+    "mse_ssim": {"mse": 2.8, "ssim_error": 0.3},
     "mse": {"mse": 1.0},
     "error_zmax": {"error_zmax": 1.0},
 }
@@ -29,7 +32,7 @@ ERROR_SMOOTHING_SIGMA = 1.0  # pixels: one-pixel noise is not a lesion
 # The localisation map (`anomaly_map`: pixel AUROC, heat maps): the error smoothed at σ = 2 px,
 # divided by where normals typically err there (the training normals' mean smoothed error) plus half
 # that mean's median, which keeps background pixels with almost no normal error from exploding.
-# Chosen on the phantom's dev draw (README "Scoring and thresholds").
+# Chosen on the phantom's dev draw (docs/design.md "Scoring and thresholds").
 ANOMALY_MAP_SIGMA = 2.0
 ANOMALY_MAP_DAMPING = 0.5
 
@@ -55,7 +58,7 @@ class AnomalyScorer(layers.Layer):
 
     Maps: error_map |x − x̂|, z_map (smoothed, standardised per pixel) and anomaly_map (smoothed
     at 2 px, relative to the normals' typical error there: the localisation map).
-    Terms: mse, ssim_error (1 − SSIM), error_zmax (the largest value of the smoothed error map
+    Terms: mse (on [0, 1] intensities, like SSIM), ssim_error (1 − SSIM), error_zmax (the largest value of the smoothed error map
     standardised per pixel by the training normals' mean and std there: a normative map, so a
     pixel counts as anomalous when it errs more than normals do there, which finds small lesions
     a whole-image mean dilutes), and any per-image terms the model adds (e.g. latent_distance).
@@ -92,7 +95,7 @@ class AnomalyScorer(layers.Layer):
         error_map = tf.reduce_mean(tf.abs(difference), axis=-1)
         z_map = (smooth_error(error_map) - self.pixel_mean) / self.pixel_std
         terms = {
-            "mse": tf.reduce_mean(tf.square(difference), axis=[1, 2, 3]),
+            "mse": tf.reduce_mean(tf.square(difference / 2.0), axis=[1, 2, 3]),  # on [0, 1] intensities
             "ssim_error": 1.0 - ssim(references, reconstructions),
             "error_zmax": tf.reduce_max(z_map, axis=[1, 2]),
             **{name: tf.cast(value, tf.float32) for name, value in (extra_terms or {}).items()},

@@ -30,8 +30,8 @@ CONV_PRESETS = {
     "quick": {"image_size": 64, "channels": 1, "latent_dim": 64, "filters": [16, 32, 64, 128]},
     "tiny": {"image_size": 32, "channels": 1, "latent_dim": 8, "filters": [4, 8]},
 }
-# One schedule for every autoencoder baseline. quick: chosen on the phantom's dev draw (README "Design
-# decisions"); at least 600 updates on small sets, as the Improved BiGAN. paper: the paper gives no schedule.
+# One schedule for every autoencoder baseline. quick: chosen on the phantom's dev draw (docs/design.md);
+# at least 600 updates on small sets, as the Improved BiGAN. paper: the paper gives no schedule.
 TRAINING = {
     "paper": {"preset": "paper", "epochs": 100, "batch_size": 32, "lr": 2e-4, "score": "paper", "min_updates": 0},
     "quick": {"preset": "quick", "epochs": 50, "batch_size": 32, "lr": 1e-3, "score": "error_zmax",

@@ -16,7 +16,7 @@ Scores: the image against G(E(x)) like every model, and three per-image terms fr
 Variants: `feature` (the D-feature term alone), `zenati_fm` and `zenati_ce`, Zenati's
 A(x) = α·L_G + (1 − α)·L_D with α = 0.9 (the authors' code: weight 0.1 on L_D, "as in the original
 AnoGAN paper") and the feature-matching or cross-entropy L_D. The three models differ only in their
-settings (README "Design decisions", "Plain BiGAN family"): `egbad` and `efficient_gan` test with Zenati's
+settings (docs/design.md, "Plain BiGAN family"): `egbad` and `efficient_gan` test with Zenati's
 averaged weights, `efficient_gan` at twice `egbad`'s input (CAE-D-GAN Table 2: 256×256 against 128×128);
 in `--profile paper` `egbad` defaults to `zenati_ce` and `efficient_gan` to `zenati_fm`.
 """

@@ -92,7 +92,7 @@ def test_smoke_run_writes_every_artefact(phantom_run):
     # metrics.json agrees with scores.csv, for the score and for every score variant
     labels = [int(row["label"]) for row in rows]
     assert metrics["auroc"] == pytest.approx(roc_auc_score(labels, [float(row["score"]) for row in rows]), abs=1e-6)
-    assert set(metrics["score_variants"]) == {"paper", "mse", "error_zmax", "latent"}
+    assert set(metrics["score_variants"]) == {"paper", "mse_ssim", "mse", "error_zmax", "latent"}
     for variant, value in metrics["score_variants"].items():
         assert value == pytest.approx(roc_auc_score(labels, [float(row[f"score_{variant}"]) for row in rows]), abs=1e-6)
     assert metrics["auroc"] == pytest.approx(metrics["score_variants"][config["score"]], abs=1e-6)

@@ -8,8 +8,8 @@ from training.profiles import resolve_config
 
 def test_plant_quick_runs_in_colour_under_the_ssim_score_and_the_floors_read_colour_with_their_own_score():
     deep = resolve_config("fcae", "plant_village", "quick")
-    assert deep["architecture"]["channels"] == 3 and deep["score"] == "paper"
-    assert deep["domain_defaults"] == {"channels": 3, "score": "paper"}
+    assert deep["architecture"]["channels"] == 3 and deep["score"] == "mse_ssim"
+    assert deep["domain_defaults"] == {"channels": 3, "score": "mse_ssim"}
     floor = resolve_config("pca", "plant_village", "quick")
     assert floor["architecture"]["channels"] == 3 and floor["score"] == "mse"
 
@@ -20,7 +20,7 @@ def test_paper_and_smoke_keep_their_settings_and_a_flag_beats_the_domain():
         assert config["architecture"]["channels"] == 1 and config["domain_defaults"] == {}
     config = resolve_config("fcae", "plant_village", "quick", channels=1, score="mse")
     assert config["architecture"]["channels"] == 1 and config["score"] == "mse"
-    assert resolve_config("cae", "chest_xray_1", "quick")["score"] == "paper"
+    assert resolve_config("cae", "chest_xray_1", "quick")["score"] == "mse_ssim"
     assert resolve_config("cae", "phantom", "quick")["score"] == "error_zmax"  # the phantom keeps quick's own
 
 

@@ -3,9 +3,11 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from models.improved_bigan import ImprovedBiGAN, build_discriminator, build_encoder, build_generator
 from training.losses import ReconstructionLoss
+from training.profiles import resolve_config
 from training.schedule import TwoPhaseSchedule
 
 
@@ -86,6 +88,19 @@ def test_reconstruction_loss_weights_and_terms(fixed_batch):
     expected = 0.5 * terms["mse"] + 0.2 * terms["mae"] + 0.1 * terms["ssim_loss"]
     np.testing.assert_allclose(float(terms["total"]), float(expected), rtol=1e-6)
     assert float(loss(fixed_batch, fixed_batch)["total"]) == pytest.approx(0.0, abs=1e-5)
+    # The terms are on [0, 1] intensities, as in the paper, not on the model's [-1, 1] pixels.
+    images01, halves01 = (fixed_batch + 1) / 2, (fixed_batch * 0.5 + 1) / 2
+    np.testing.assert_allclose(float(terms["mse"]), np.mean(np.square(images01 - halves01)), rtol=1e-5)
+    np.testing.assert_allclose(float(terms["mae"]), np.mean(np.abs(images01 - halves01)), rtol=1e-5)
+    np.testing.assert_allclose(float(terms["ssim_loss"]), 1 - float(np.mean(tf.image.ssim(images01, halves01, 1.0))),
+                               rtol=1e-4)
+
+
+def test_the_paper_profile_uses_the_papers_weights_and_quick_the_weights_it_was_tuned_with():
+    """quick's 2.0/0.4 on [0, 1] is exactly 0.5/0.2 on [-1, 1] pixels: its numbers did not move."""
+    paper, quick = (resolve_config("improved_bigan", "phantom", p)["reconstruction_weights"] for p in ("paper", "quick"))
+    assert paper == {"mse": 0.5, "mae": 0.2, "perceptual": 0.2, "ssim_loss": 0.1}
+    assert quick == {"mse": 2.0, "mae": 0.4, "perceptual": 0.2, "ssim_loss": 0.1}
 
 
 def test_model_saves_and_loads_with_safe_mode(tiny_config, fixed_batch, tmp_path):

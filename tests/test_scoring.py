@@ -21,12 +21,13 @@ from evaluation.scoring import (
 )
 from models.improved_bigan import ImprovedBiGAN
 from models.layers import SqueezeExcite
-from training.losses import ReconstructionLoss
+from training.losses import PIXELS_PM1_WEIGHTS, ReconstructionLoss
 
 
 def trained_tiny_model(config, images, epochs):
     model = ImprovedBiGAN(config)
-    model.compile(keras.optimizers.Adam(3e-3, beta_1=0.5), keras.optimizers.Adam(3e-3, beta_1=0.5), ReconstructionLoss())
+    model.compile(keras.optimizers.Adam(3e-3, beta_1=0.5), keras.optimizers.Adam(3e-3, beta_1=0.5),
+                  ReconstructionLoss(weights=PIXELS_PM1_WEIGHTS))  # the quick profile's weights
     model.fit(images, epochs=epochs, batch_size=16, verbose=0)
     return model
 
@@ -67,7 +68,7 @@ def test_training_on_normals_makes_small_planted_anomalies_stand_out(tiny_config
     labels = np.repeat([0, 1], len(held_out))
 
     def planted_auroc(model):
-        detector = build_detector(model, 32, score="paper")
+        detector = build_detector(model, 32, score="mse_ssim")
         calibrate(detector, batches(train), batches(train[:24]), quantile=0.95)
         scores = np.concatenate([np.asarray(detector(held_out)["score"]), np.asarray(detector(planted)["score"])])
         return classification_metrics(labels, scores, threshold=0.0)["auroc"]
@@ -183,15 +184,21 @@ def test_pixel_moments_accumulate_uneven_batches_exactly(fixed_batch):
 
 
 def test_paper_score_is_exactly_the_papers_formula_and_the_score_ranks_like_it(fixed_batch):
-    """--score paper: raw score = 0.7·MSE + 0.3·(1 − SSIM) (Improved BiGAN §III), checked against numpy and
-    tf.image.ssim; the calibrated score is a positive affine map of it, so it ranks images identically."""
+    """--score paper: raw score = 0.7·MSE + 0.3·(1 − SSIM) on [0, 1] intensities (Improved BiGAN §III), checked
+    against numpy and tf.image.ssim; the calibrated score is a positive affine map of it, so it ranks images
+    identically. mse_ssim keeps the weights as they were applied to [-1, 1] pixels (MSE 4x)."""
     rng = np.random.default_rng(2)
     reconstructions = np.clip(fixed_batch + rng.normal(0, 0.2, fixed_batch.shape), -1, 1).astype("float32")
     scorer = AnomalyScorer(32, "paper")
     outputs = scorer(fixed_batch, reconstructions)
-    mse = np.mean(np.square(fixed_batch - reconstructions), axis=(1, 2, 3))
-    ssim = np.asarray(tf.image.ssim((fixed_batch + 1) / 2, (reconstructions + 1) / 2, max_val=1.0))
+    images01, reconstructions01 = (fixed_batch + 1) / 2, (reconstructions + 1) / 2
+    mse = np.mean(np.square(images01 - reconstructions01), axis=(1, 2, 3))
+    ssim = np.asarray(tf.image.ssim(images01, reconstructions01, max_val=1.0))
     np.testing.assert_allclose(outputs["raw_score"], 0.7 * mse + 0.3 * (1.0 - ssim), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(outputs["mse"], mse, rtol=1e-5)
+    pm1 = AnomalyScorer(32, "mse_ssim")(fixed_batch, reconstructions)["raw_score"]
+    np.testing.assert_allclose(pm1, 0.7 * np.mean(np.square(fixed_batch - reconstructions), axis=(1, 2, 3))
+                               + 0.3 * (1.0 - ssim), rtol=1e-4, atol=1e-6)
     scorer.calibrate({name: np.asarray(outputs[name]) for name in scorer.terms})
     calibrated = scorer(fixed_batch, reconstructions)
     assert abs(float(np.mean(calibrated["score"]))) < 1e-5

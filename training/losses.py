@@ -3,8 +3,12 @@
 import keras
 import tensorflow as tf
 
-# Improved BiGAN §III: "MSE (0.5), MAE (0.2), perceptual VGG16 loss (0.2) and SSIM loss (0.1)".
+# Improved BiGAN §III: "MSE (0.5), MAE (0.2), perceptual VGG16 loss (0.2) and SSIM loss (0.1)", with every
+# term on [0, 1] intensities (the paper normalises pixel values).
 RECONSTRUCTION_WEIGHTS = {"mse": 0.5, "mae": 0.2, "perceptual": 0.2, "ssim_loss": 0.1}
+# The same weights applied to [-1, 1] pixels, written in [0, 1] terms (MSE 4x, MAE 2x): what the quick
+# profile was tuned with before the loss moved to [0, 1] (docs/fidelity.md), kept so its numbers stand.
+PIXELS_PM1_WEIGHTS = {"mse": 2.0, "mae": 0.4, "perceptual": 0.2, "ssim_loss": 0.1}
 # Mid-level VGG16 features: texture and edges, still spatially fine at 128x128 (our choice; the paper names no layer).
 PERCEPTUAL_LAYER = "block3_conv3"
 
@@ -80,7 +84,7 @@ def build_perceptual_extractor(weights, image_size):
 
 
 class ReconstructionLoss:
-    """0.5·MSE + 0.2·MAE + 0.2·perceptual + 0.1·(1 − SSIM) on images in [-1, 1].
+    """0.5·MSE + 0.2·MAE + 0.2·perceptual + 0.1·(1 − SSIM) of images given in [-1, 1], each term on [0, 1].
 
     A plain object rather than a Layer so that the frozen VGG16 is never saved with the model.
     With no perceptual extractor the term is 0 and the other weights stay as in the paper.
@@ -103,9 +107,10 @@ class ReconstructionLoss:
         """Dict of each term (batch mean) plus 'total', the weighted sum."""
         images = tf.cast(images, tf.float32)
         reconstructions = tf.cast(reconstructions, tf.float32)
+        difference = (images - reconstructions) / 2.0  # on [0, 1] intensities (exact: a power of two)
         terms = {
-            "mse": tf.reduce_mean(tf.square(images - reconstructions)),
-            "mae": tf.reduce_mean(tf.abs(images - reconstructions)),
+            "mse": tf.reduce_mean(tf.square(difference)),
+            "mae": tf.reduce_mean(tf.abs(difference)),
             "ssim_loss": 1.0 - tf.reduce_mean(ssim(images, reconstructions)),
         }
         if self.extractor is not None:
