@@ -24,7 +24,7 @@ import experiment
 import run_experiments
 from data.phantom import make_phantom
 from training import runs
-from training.checkpoints import CheckpointEveryEpoch
+from training.checkpoints import PeriodicCheckpoint
 from training.profiles import DATA, resolve_config
 from training.runs import latest_unfinished_run
 
@@ -199,19 +199,19 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, monkeypatch, capsys
     out = tmp_path / "runs"
     args = ["--dataset", "phantom", "--profile", "smoke", "--epochs-recon", "2", "--epochs-adv", "2", "--no-floor",
             "--out", str(out)]
-    save = CheckpointEveryEpoch.on_epoch_end
+    save = PeriodicCheckpoint.on_epoch_end
 
     def interrupt_after_second_epoch(self, epoch, logs=None):
         save(self, epoch, logs)
         if epoch == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(CheckpointEveryEpoch, "on_epoch_end", interrupt_after_second_epoch)
+    monkeypatch.setattr(PeriodicCheckpoint, "on_epoch_end", interrupt_after_second_epoch)
     assert run_experiments.main(args) == experiment.EXIT_INTERRUPTED
     run_dir = only_run(out)
     assert json.loads((run_dir / "run_state.json").read_text())["status"] == "running"
     assert not (run_dir / runs.LOCK_FILE).exists()  # released on Ctrl-C
-    monkeypatch.setattr(CheckpointEveryEpoch, "on_epoch_end", save)
+    monkeypatch.setattr(PeriodicCheckpoint, "on_epoch_end", save)
 
     # Issue 21.7: only a run of this command's settings is resumed (any run of the model, data and seed was) ...
     def resumable(*flags):

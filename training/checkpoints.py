@@ -1,6 +1,7 @@
-"""Per-epoch checkpoints of everything training needs to continue: networks, optimizers, epoch."""
+"""Checkpoints of everything training needs to continue: networks, optimizers, epoch."""
 
 import math
+import time
 
 import keras
 import tensorflow as tf
@@ -26,13 +27,28 @@ class TrainingCheckpoint:
         return int(self.epochs_done.numpy())
 
 
-class CheckpointEveryEpoch(keras.callbacks.Callback):
-    """Save after every epoch whose losses are all finite, so a divergence never overwrites a good state."""
+class PeriodicCheckpoint(keras.callbacks.Callback):
+    """Save after epochs whose losses are all finite, so a divergence never overwrites a good state.
 
-    def __init__(self, checkpoint):
+    Saving costs at most a tenth of the training time: an epoch is saved when the time since the last
+    save is at least `cost_ratio` times what that save took (and always the first and the last epoch).
+    Small models are saved every epoch; the paper profile's Improved BiGAN writes 200 MB a save, 4 s
+    beside a 1 s phase-1 epoch on two cores, so it is saved about every 40 s instead.
+    """
+
+    def __init__(self, checkpoint, total_epochs, cost_ratio=10.0):
         super().__init__()
         self.checkpoint = checkpoint
+        self.total_epochs = total_epochs
+        self.cost_ratio = cost_ratio
+        self.last_save, self.save_seconds = None, 0.0
 
     def on_epoch_end(self, epoch, logs=None):
-        if all(math.isfinite(float(value)) for value in (logs or {}).values()):
+        if not all(math.isfinite(float(value)) for value in (logs or {}).values()):
+            return
+        now = time.monotonic()
+        due = self.last_save is None or now - self.last_save >= self.cost_ratio * self.save_seconds
+        if due or epoch + 1 == self.total_epochs:
             self.checkpoint.save(epoch + 1)
+            self.last_save = time.monotonic()
+            self.save_seconds = self.last_save - now

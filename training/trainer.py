@@ -6,7 +6,7 @@ from tensorflow.python.framework import config as tf_config
 
 from models.registry import build_model
 from training.callbacks import EpochHistory, ProgressLine, StopOnNonFinite, TensorBoardLogger
-from training.checkpoints import CheckpointEveryEpoch, TrainingCheckpoint
+from training.checkpoints import PeriodicCheckpoint, TrainingCheckpoint
 from training.distribution import with_multi_worker_logs
 from training.runs import CHECKPOINT_DIR
 
@@ -76,7 +76,7 @@ def fit(model, train_ds, normals_ds, preview, config, run_dir, verbose=1):
                 StopOnNonFinite(run_dir / CHECKPOINT_DIR),
                 history,
                 TensorBoardLogger(run_dir / "tensorboard", schedule, preview, config["image_every"]),
-                CheckpointEveryEpoch(checkpoint),  # last: an epoch is checkpointed only once fully logged
+                PeriodicCheckpoint(checkpoint, schedule.total_epochs),  # last: an epoch is checkpointed only once fully logged
             ],
         )
     model.finish_training(normals_ds)
