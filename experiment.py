@@ -318,10 +318,10 @@ def categories(args):
 
 
 def prepare_data(args):
-    """--download and/or --describe: the data part only, no model is built."""
-    if args.download:
+    """The download and describe subcommands: the data part only, no model is built."""
+    if args.action == "download":
         print(download(args.dataset, args.data_dir, args.category))
-    if args.describe:
+    else:
         for category in categories(args):
             config = resolve_config(model_names(args.model)[0], args.dataset, args.profile, seed=args.seeds[0],
                                     category=category, protocol=args.protocol)
@@ -354,7 +354,7 @@ def execute(args):
     """Run the call `args` describes (run_experiments.parse_args); returns the process exit code."""
     _cached_dataset.cache_clear()  # each call reads the folders as they are now
     try:
-        if args.download or args.describe:
+        if args.action in ("download", "describe"):
             prepare_data(args)
             return 0
         named = model_names(args.model)

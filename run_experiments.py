@@ -1,7 +1,7 @@
-"""Command line: train, evaluate and export anomaly detectors.
+"""Command line: train, evaluate and export anomaly detectors; describe and download data; predict; benchmark.
 
-    python run_experiments.py --model improved_bigan --dataset phantom --profile quick
-    python run_experiments.py --model improved_bigan --dataset brain_mri --data-dir PATH
+    python run_experiments.py --model improved_bigan --dataset phantom --profile quick    (= train ...)
+    python run_experiments.py describe --dataset brain_mri --data-dir PATH
     python run_experiments.py predict RUN_DIR IMAGES_OR_FOLDERS... [--out DIR] [--threshold T]
 
 This module only parses and checks the arguments; TensorFlow and everything built on it is
@@ -37,31 +37,64 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return action.help if action.default in (None, False) else super()._get_help_string(action)
 
 
-def build_parser():
+# Subcommand -> what it does (its --help says more). No subcommand means train.
+SUBCOMMANDS = {
+    "train": "train on normal images only, then score, evaluate and export a detector (the default)",
+    "describe": "print what the dataset holds and how the protocol splits it, training nothing",
+    "download": "fetch a dataset from its public source into --data-dir",
+    "predict": "score new images with a trained run folder or SavedModel",
+    "benchmark": "time training steps, predict or the data stage (speed and memory targets)",
+}
+DATA_COMMANDS = ("describe", "download")
+
+
+def build_parser(command="train"):
+    """The parser of one subcommand that reads data flags: train (every flag), describe or download."""
+    others = "; ".join(f"{name}: {what}" for name, what in SUBCOMMANDS.items() if name != "train")
     parser = checks.ArgumentParser(
-        prog="run_experiments.py",
-        description="Train on normal images only, then score, evaluate and export an anomaly detector.",
+        prog="run_experiments.py" + ("" if command == "train" else f" {command}"),
+        usage=None if command != "train" else "run_experiments.py [train|describe|download|predict|benchmark] [flags]",
+        description=SUBCOMMANDS[command][0].upper() + SUBCOMMANDS[command][1:] + "." + (
+            f" Other subcommands: {others}. SUBCOMMAND --help lists each one's flags." if command == "train" else ""),
         formatter_class=HelpFormatter,
         epilog="Recommended model per data domain (quick profile, chosen on real development sets, "
-               "docs/defaults.md): " + "; ".join(recommendation_lines()) + ".",
+               "docs/defaults.md): " + "; ".join(recommendation_lines()) + "." if command == "train" else None,
     )
-    parser.add_argument("--model", default="improved_bigan", help=f"NAME[,NAME...] or 'all'; one of {', '.join(MODEL_NAMES)}")
+    add_data_arguments(parser, command)
+    if command == "train":
+        add_training_arguments(parser)
+    if command != "download":
+        seeds = parser.add_mutually_exclusive_group()
+        # No argparse default: with one, `--seed 0 --seeds 1,2` would not count as a conflict.
+        seeds.add_argument("--seed", type=checks.seed, help="seed of the split, initialisation and augmentation (default: 0)")
+        seeds.add_argument("--seeds", type=checks.seed_list,
+                           help="comma-separated seeds, e.g. 0,1,2: one run each, then mean ± std in report.md")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's own log lines and warnings (hidden otherwise)")
+    parser.set_defaults(action=command, model="improved_bigan", profile="quick", protocol=None, seed=None, seeds=None)
+    return parser
+
+
+def add_data_arguments(parser, command):
+    """Where the images come from (every data subcommand); the protocol and profile only where data is split."""
     parser.add_argument("--dataset", default="phantom", choices=DATASET_NAMES,
                         help="phantom is generated (no download); folder reads --normal-dir and --abnormal-dir")
     parser.add_argument("--category", help="MVTec AD / Plant Village category (e.g. bottle, Tomato), or all")
     parser.add_argument("--data-dir", help="dataset folder (default: $BIGAN_DATA_DIR/<dataset>, then ./datasets/<dataset>)")
     parser.add_argument("--normal-dir", help="--dataset folder: folder of normal images")
     parser.add_argument("--abnormal-dir", help="--dataset folder: folder of abnormal images")
+    parser.add_argument("--source", default="local", choices=SOURCES, help="plant_village: a local folder or TFDS")
+    if command == "download":
+        return
     parser.add_argument("--protocol", choices=PROTOCOLS,
                         help="train/test protocol (default: native for mvtec_ad, cae_d_gan for chest_xray_*, "
                              "improved_bigan otherwise)")
-    parser.add_argument("--source", default="local", choices=SOURCES, help="plant_village: a local folder or TFDS")
-    parser.add_argument("--describe", action="store_true",
-                        help="print what the dataset holds and how the protocol splits it, then exit (no training)")
-    parser.add_argument("--download", action="store_true",
-                        help="download the dataset (and --category for mvtec_ad) into --data-dir, then exit")
     parser.add_argument("--profile", default="quick", choices=PROFILE_NAMES,
                         help="paper = the paper's full schedule; quick = minutes on a CPU; smoke = seconds")
+
+
+def add_training_arguments(parser):
+    parser.add_argument("--model", default="improved_bigan", help=f"NAME[,NAME...] or 'all'; one of {', '.join(MODEL_NAMES)}")
     parser.add_argument("--epochs", type=EPOCHS,
                         help=f"training epochs of single-phase models (cae_d_gan; {PROFILE_DEFAULT})")
     parser.add_argument("--epochs-recon", type=PHASE_EPOCHS,
@@ -98,33 +131,33 @@ def build_parser():
                         help="skip TensorFlow op determinism (faster; the same command may then differ slightly)")
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"),
                         help="improved_bigan: constant learning rate (the default), or cosine decay to 5 %% over the schedule")
-    seeds = parser.add_mutually_exclusive_group()
-    # No argparse default: with one, `--seed 0 --seeds 1,2` would not count as a conflict.
-    seeds.add_argument("--seed", type=checks.seed, help="seed of the split, initialisation and augmentation (default: 0)")
-    seeds.add_argument("--seeds", type=checks.seed_list,
-                       help="comma-separated seeds, e.g. 0,1,2: one run each, then mean ± std in report.md")
     parser.add_argument("--out", default="runs",
                         help="root of run directories (created and test-written before any data is read)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the newest unfinished run whose saved settings are this command's from its last checkpoint")
     parser.add_argument("--no-floor", action="store_true",
                         help="do not also run the classical floors (pca, knn) beside the deep models")
-    parser.add_argument("--verbose", action="store_true",
-                        help="show TensorFlow's own log lines and warnings (hidden otherwise)")
-    return parser
+
+
+def split_subcommand(argv):
+    """(subcommand, its arguments): the first word when it names a subcommand, else train (the bare form)."""
+    return (argv[0], argv[1:]) if argv[:1] and argv[0] in SUBCOMMANDS else ("train", argv)
 
 
 def parse_args(argv=None):
-    """The call's arguments, checked as far as possible without TensorFlow and before any data is read; a bad one
-    exits with code 2 and one sentence on stderr.
+    """The call's arguments (train, describe or download), checked as far as possible without TensorFlow and before
+    any data is read; a bad one exits with code 2 and one sentence on stderr.
 
-    Adds `seeds` (the seeds to run, from --seed or --seeds) and `command` (the call, for config.json).
+    Adds `action` (the subcommand), `seeds` (the seeds to run, from --seed or --seeds) and `command` (the call,
+    for config.json).
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    problem = (data_flag_problem(args) or flag_problem(args)
-               or (None if args.download or args.describe else checks.writable_folder_problem(args.out))
+    command, rest = split_subcommand(argv)
+    parser = build_parser(command)
+    args = parser.parse_args(rest)
+    training = command == "train"
+    problem = (data_flag_problem(args) or (flag_problem(args) if training else None)
+               or (checks.writable_folder_problem(args.out) if training else None)
                or data_problem(args))
     if problem:
         parser.error(problem)
@@ -185,7 +218,7 @@ def data_problem(args):
     Only existence is checked here: nothing is listed or decoded (the loaders raise these errors first)."""
     try:
         check_options(args.dataset, args.category, args.source)
-        if args.download or args.dataset == "phantom" or args.source == "tfds":
+        if args.action == "download" or args.dataset == "phantom" or args.source == "tfds":
             return None
         if args.dataset == "folder":
             if not args.normal_dir or not all(pathlib.Path(path).is_dir() for path in (args.normal_dir, args.abnormal_dir) if path):
@@ -222,11 +255,16 @@ def quiet_tensorflow(verbose):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["predict"]:  # a subcommand with its own arguments (evaluation/predict.py)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command, rest = split_subcommand(argv)
+    if command == "predict":  # subcommands with their own parsers, which import TensorFlow
         from evaluation.predict import main as predict  # noqa: PLC0415
 
-        return predict(argv[1:], quiet_tensorflow)
+        return predict(rest, quiet_tensorflow)
+    if command == "benchmark":
+        from evaluation.benchmark import main as benchmark  # noqa: PLC0415
+
+        return benchmark(rest)
     args = parse_args(argv)
     with quiet_tensorflow(args.verbose):
         import experiment  # noqa: PLC0415 (TensorFlow, only once the arguments are known to be good)

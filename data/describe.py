@@ -1,4 +1,4 @@
-"""--describe: what was found on disk and how the protocol splits it, before any training.
+"""The describe subcommand: what was found on disk and how the protocol splits it, before any training.
 
 Meant to be read next to the source's published numbers: the layout and folder it was found
 in, counts per class folder and per part, image sizes and modes, skipped files with their

@@ -1,4 +1,4 @@
-"""--download: fetch a dataset from its public, licence-respecting source into the data folder.
+"""The download subcommand: fetch a dataset from its public, licence-respecting source into the data folder.
 
 - plant_village: TensorFlow Datasets (its progress bars, its registered checksums).
 - mvtec_ad: the official per-category archives from MVTec's server. MVTec publishes no
@@ -71,7 +71,7 @@ def target_dir(dataset: str, data_dir: str | None) -> pathlib.Path:
 
 def _download_mvtec(category: str | None, target: pathlib.Path) -> str:
     if category is None:
-        raise DatasetError("--download for mvtec_ad needs --category NAME or --category all (all is 4.9 GB).")
+        raise DatasetError("download for mvtec_ad needs --category NAME or --category all (all is 4.9 GB).")
     categories = list(mvtec.CATEGORIES) if category == "all" else [category.lower()]
     unknown = [name for name in categories if name not in MVTEC_URLS]
     if unknown:
@@ -125,7 +125,7 @@ def extract(archive: pathlib.Path, target: pathlib.Path) -> None:
             tar.extractall(target, filter="data")  # "data": no absolute paths, links out or device files
     except (tarfile.TarError, EOFError, lzma.LZMAError, OSError) as error:
         raise DatasetError(
-            f"The archive '{archive}' is incomplete or damaged ({error}); delete it and run --download again."
+            f"The archive '{archive}' is incomplete or damaged ({error}); delete it and run download again."
         ) from error
 
 
@@ -136,10 +136,10 @@ def _download_kaggle(dataset: str, target: pathlib.Path) -> str:
         + layouts.expected_layouts(dataset)
     )
     if importlib.util.find_spec("kaggle") is None:
-        raise DatasetError(f"--download for {dataset} uses the kaggle package (pip install kaggle). {by_hand}")
+        raise DatasetError(f"download for {dataset} uses the kaggle package (pip install kaggle). {by_hand}")
     if not _has_kaggle_credentials():
         raise DatasetError(
-            "--download needs Kaggle credentials: ~/.kaggle/kaggle.json or KAGGLE_USERNAME and KAGGLE_KEY "
+            "download needs Kaggle credentials: ~/.kaggle/kaggle.json or KAGGLE_USERNAME and KAGGLE_KEY "
             f"(kaggle.com > Settings > API > Create New Token). {by_hand}"
         )
     try:  # importing kaggle already checks the credentials, hence inside the try

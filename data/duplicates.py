@@ -41,7 +41,7 @@ class Duplicates:
     groups: np.ndarray  # int64 [N kept]: duplicate-group id per kept image, 0..G-1
     exact: np.ndarray  # int64 [N kept]: exact-copy group id per kept image (same decoded pixels)
     dropped: dict[int, int]  # index dropped -> index of a copy with the other label
-    counts: dict  # for split.json and --describe
+    counts: dict  # for split.json and describe
 
 
 def fingerprint(image: np.ndarray) -> tuple[bytes, np.ndarray]:

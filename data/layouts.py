@@ -46,7 +46,7 @@ class FolderLayout:
     """
 
     dataset: str
-    name: str  # shown by --describe and in messages
+    name: str  # shown by describe and in messages
     pattern: str  # the layout as published
     source: str  # where to get it
     classes: dict[str, int]  # class folder as published -> label (0 normal, 1 abnormal)
@@ -146,7 +146,7 @@ def expected_layouts(dataset: str) -> str:
     """What `dataset` looks like and where to get it: the tail of every 'not found' message."""
     options = "; or ".join(f"{layout.pattern} ({layout.source})" for layout in layouts_for(dataset))
     return (
-        f"{dataset} expects {options}. Download it (--download, or from the page named) and pass "
+        f"{dataset} expects {options}. Download it (run_experiments.py download, or from the page named) and pass "
         f"--data-dir, set $BIGAN_DATA_DIR, or place it in ./datasets/{dataset}."
     )
 

@@ -27,7 +27,7 @@ PAGE = "https://www.mvtec.com/company/research/datasets/mvtec-ad"
 _EXPECTED = (
     "mvtec_ad expects <category>/train/good/, <category>/test/{good,<defect>}/ and "
     "<category>/ground_truth/<defect>/<image>_mask.png, e.g. bottle/train/good/000.png "
-    f"(MVTec AD, {PAGE}, CC BY-NC-SA 4.0). Get it with --download --category NAME|all, pass "
+    f"(MVTec AD, {PAGE}, CC BY-NC-SA 4.0). Get it with `run_experiments.py download --category NAME|all`, pass "
     "--data-dir, set $BIGAN_DATA_DIR, or place it in ./datasets/mvtec_ad."
 )
 

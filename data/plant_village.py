@@ -123,7 +123,7 @@ def prepare_tfds(builder) -> None:
     except Exception as error:  # offline, DNS, HTTP, disk: TFDS raises many kinds; all mean the same to the user
         raise DatasetError(
             f"TFDS {TFDS_NAME} is not in '{builder.data_dir}' and could not be downloaded "
-            f"({type(error).__name__}: {error}). It needs the internet the first time: run with --download when "
+            f"({type(error).__name__}: {error}). It needs the internet the first time: run the download subcommand when "
             "online, or use a local copy with --source local. " + _EXPECTED
         ) from error
 

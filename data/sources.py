@@ -3,7 +3,7 @@
 A source only lists files and checks that they decode; decoding for training is the tf.data
 pipeline's job. Files that cannot be used are listed in ``ImageCollection.skipped`` with a
 reason, and images a protocol deliberately leaves out in ``ImageCollection.not_used``: nothing
-is dropped silently, so both can be counted in the run's log, --describe and split.json.
+is dropped silently, so both can be counted in the run's log, describe and split.json.
 
 The published layouts live in one module per family (data.layouts for the class-folder sets,
 data.mvtec, data.plant_village); this module holds what they share and dispatches to them.
@@ -45,7 +45,7 @@ class ImageCollection:
     classes: list[str] | None = None  # per image, the class or defect folder as published ("good", "crack", "NORMAL")
     native_split: np.ndarray | None = None  # per image "train" / "test" / "val" where the layout has its own split
     mask_paths: list[str | None] | None = None  # per image ground-truth mask file; None = no defect pixels
-    layout: str | None = None  # the recognised layout, named for --describe and error messages
+    layout: str | None = None  # the recognised layout, named for describe and error messages
     root: str | None = None  # the folder the layout was found in
     not_used: list[dict] = dataclasses.field(default_factory=list)  # [{"path", "reason"}]: left out on purpose
     # Per image, from the scan: {"width", "height", "channels", "mode", "bit_depth", "format",
@@ -216,7 +216,7 @@ def list_images(folder: pathlib.Path, reason: str) -> list[dict]:
 def with_both_labels(collection: ImageCollection, why_missing, labels=(0, 1)) -> ImageCollection:
     """The collection, or DatasetError(why_missing(label)) for the first of `labels` (0 normal, 1 abnormal) without a usable image.
 
-    The message goes on with the skipped files and why, as --describe lists them: "no usable
+    The message goes on with the skipped files and why, as describe lists them: "no usable
     images" alone hides that the files are, say, text renamed .jpg.
     """
     missing = next((label for label in labels if not (collection.labels == label).any()), None)

@@ -1,10 +1,10 @@
 """Throughput (images/s) and peak memory: a model's training and inference, `predict`, and the data stage at scale.
 
-    python -m evaluation.benchmark --model improved_bigan --preset paper --batch-size 32
-    python -m evaluation.benchmark --model cae_d_gan --preset quick --image-size 64
-    python -m evaluation.benchmark --model knn --preset quick --image-size 64
-    python -m evaluation.benchmark --predict RUN_DIR IMAGES...      # predict --no-overlays, as a user runs it
-    python -m evaluation.benchmark --scale 20000                   # describe and a run's data stage on N files
+    python run_experiments.py benchmark --model improved_bigan --preset paper --batch-size 32
+    python run_experiments.py benchmark --model cae_d_gan --preset quick --image-size 64
+    python run_experiments.py benchmark --model knn --preset quick --image-size 64
+    python run_experiments.py benchmark --predict RUN_DIR IMAGES...      # predict --no-overlays, as a user runs it
+    python run_experiments.py benchmark --scale 20000                   # describe and a run's data stage on N files
 
 Model: synthetic batches, so the numbers measure the model, not the disk. Each training mode of the
 model's schedule (e.g. the Improved BiGAN's phase 1, and phase 2 with and without the
@@ -18,7 +18,7 @@ and, where RUN_DIR has a scores.csv, the largest difference from it over the ima
 
 --scale generates N small phantom PNGs (64×64, 80 % normal, 20 % abnormal) in a temporary folder
 and times, each in a child process with its peak resident memory (getrusage of that child):
-`--describe` on them, and a quick run's data stage (scan and decode, duplicate search, split and
+`describe` on them, and a quick run's data stage (scan and decode, duplicate search, split and
 split.json, then one pass of the training pipeline, which decodes the training images into its cache).
 """
 
@@ -227,7 +227,7 @@ def benchmark_scale(count, keep=None):
             generate_folder(root, count)
         results = {"files": count, "generate_seconds": time.perf_counter() - start}
         folders = ["--dataset", "folder", "--normal-dir", str(root / "normal"), "--abnormal-dir", str(root / "abnormal")]
-        code, seconds, peak, text = run_child([sys.executable, "run_experiments.py", "--describe", *folders])
+        code, seconds, peak, text = run_child([sys.executable, "run_experiments.py", "describe", *folders])
         _check(code, text, "describe")
         results.update(describe_seconds=seconds, describe_cpu_seconds=run_child.cpu_seconds, describe_peak_rss_mb=peak)
         with tempfile.TemporaryDirectory() as out:
@@ -249,7 +249,7 @@ def load_average():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="run_experiments.py benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="improved_bigan")
     parser.add_argument("--preset", default="paper", help="architecture preset: paper | quick | tiny")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -262,7 +262,7 @@ def main(argv=None):
                         help="time `predict RUN_DIR IMAGES... --no-overlays` instead of a model")
     parser.add_argument("--overlays", action="store_true", help="--predict: write overlays too")
     parser.add_argument("--scale", type=int, metavar="FILES",
-                        help="time --describe and a quick run's data stage on FILES generated images instead")
+                        help="time describe and a quick run's data stage on FILES generated images instead")
     parser.add_argument("--keep", help="--scale: generate into (or reuse) this folder and keep it")
     args = parser.parse_args(argv)
     before = load_average()  # the machine's load as the measurement starts (other jobs skew every number)

@@ -215,3 +215,24 @@ def test_a_run_folder_is_locked_atomically_and_a_dead_processs_lock_is_taken_ove
     runs.lock_run(run_dir)
     runs.unlock_run(run_dir)
     assert not (run_dir / runs.LOCK_FILE).exists()
+
+
+@pytest.mark.parametrize("command", sorted(run_experiments.SUBCOMMANDS))
+def test_every_subcommand_answers_help_and_the_top_help_names_them(command):
+    """Issue 19: --describe / --download were flags that exit, and --help never mentioned predict."""
+    answer = subprocess.run([sys.executable, "run_experiments.py", command, "--help"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert answer.returncode == 0 and answer.stdout.startswith(f"usage: run_experiments.py"), answer.stderr
+    assert command == "train" or f"run_experiments.py {command}" in answer.stdout.splitlines()[0]
+    top = subprocess.run([sys.executable, "run_experiments.py", "--help"], cwd=REPO, capture_output=True, text=True)
+    assert f"{command}:" in top.stdout or f"[train|" in top.stdout.splitlines()[0]
+    assert all(f"{name}: " in top.stdout for name in run_experiments.SUBCOMMANDS if name != "train")
+
+
+def test_the_bare_form_is_train_and_data_subcommands_take_no_training_flags(tmp_path, capsys):
+    bare = run_experiments.parse_args(["--model", "fcae", "--out", str(tmp_path)])
+    train = run_experiments.parse_args(["train", "--model", "fcae", "--out", str(tmp_path)])
+    assert bare.action == train.action == "train" and bare.model == train.model == "fcae"
+    assert run_experiments.parse_args(["describe", "--dataset", "phantom"]).action == "describe"
+    assert "unrecognized arguments: --epochs" in refused(run_experiments.parse_args, ["describe", "--epochs", "3"], capsys)
+    assert "unrecognized arguments: --seed" in refused(run_experiments.parse_args, ["download", "--seed", "3"], capsys)

@@ -191,7 +191,7 @@ def test_a_folder_is_scanned_once_for_every_seed_and_the_phantom_is_drawn_per_se
     assert collection(folder_args, 0) is collection(folder_args, 1)
     assert not np.array_equal(collection(phantom_args, 0).images, collection(phantom_args, 1).images)
     first = collection(folder_args, 0)
-    run_experiments.main(["--dataset", "folder", "--normal-dir", str(normal), "--describe"])  # a new call starts afresh
+    run_experiments.main(["describe", "--dataset", "folder", "--normal-dir", str(normal)])  # a new call starts afresh
     assert collection(folder_args, 0) is not first
 
 

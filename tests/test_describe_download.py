@@ -1,4 +1,4 @@
-"""--describe and --download: the data part of the command line, without training and without the network."""
+"""The describe and download subcommands: the data part of the command line, without training and without the network."""
 
 import hashlib
 import importlib.machinery
@@ -11,6 +11,7 @@ import urllib.error
 
 import cv2
 import numpy as np
+
 import pytest
 
 import experiment
@@ -63,13 +64,12 @@ def test_describe_summarises_file_info_and_duplicates():
 
 
 def test_cli_describe_prints_and_exits_without_training(chest_1, tmp_path, capsys):
-    out = tmp_path / "runs"
-    assert run_experiments.main(["--dataset", "chest_xray_1", "--data-dir", str(chest_1), "--describe",
-                                 "--out", str(out)]) == 0
+    before = set(tmp_path.iterdir())
+    assert run_experiments.main(["describe", "--dataset", "chest_xray_1", "--data-dir", str(chest_1)]) == 0
     printed = capsys.readouterr().out
     assert "chest_xray_1 (seed 0):" in printed and "Protocol cae_d_gan" in printed
-    assert not out.exists()
-    assert run_experiments.main(["--dataset", "chest_xray_1", "--data-dir", str(chest_1), "--describe",
+    assert set(tmp_path.iterdir()) == before  # nothing written
+    assert run_experiments.main(["describe", "--dataset", "chest_xray_1", "--data-dir", str(chest_1),
                                  "--protocol", "native"]) == 2
     assert "no train/test split of its own" in capsys.readouterr().err
 
@@ -79,7 +79,7 @@ def test_cli_describe_every_mvtec_category(tmp_path, capsys):
         write_pngs(tmp_path / category / "train" / "good", 3)
         write_pngs(tmp_path / category / "test" / "good", 1)
         write_pngs(tmp_path / category / "test" / "broken", 1)
-    argv = ["--dataset", "mvtec_ad", "--data-dir", str(tmp_path), "--category", "all", "--describe"]
+    argv = ["describe", "--dataset", "mvtec_ad", "--data-dir", str(tmp_path), "--category", "all"]
     assert run_experiments.main(argv) == 0
     printed = capsys.readouterr().out
     assert "mvtec_ad bottle (seed 0):" in printed and "mvtec_ad zipper (seed 0):" in printed
@@ -109,7 +109,7 @@ def test_kaggle_download_without_credentials_names_the_page_and_layout(tmp_path,
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path))  # no kaggle.json there
     monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
-    assert run_experiments.main(["--dataset", "chest_xray_2", "--download", "--data-dir", str(tmp_path)]) == 2
+    assert run_experiments.main(["download", "--dataset", "chest_xray_2", "--data-dir", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert "needs Kaggle credentials" in error
     assert "https://www.kaggle.com/datasets/prashant268/chest-xray-covid19-pneumonia" in error
