@@ -350,35 +350,43 @@ def interrupted_line(run_dir):
             "run the same command again to start it afresh.")
 
 
+def train(args):
+    """Every run the call `args` describes (run_experiments.parse_args), then the report over them: a list of
+    (config, metrics, run dir), one per model, seed and category. Raises the errors `execute` turns into exit codes."""
+    _cached_dataset.cache_clear()  # each call reads the folders as they are now
+    named = model_names(args.model)
+    models = planned_models(named, args.no_floor)
+    for model in models:  # a bad flag stops the call before any run, not after the floors
+        run_config(args, model, args.seeds[0], args.category, model in named)
+    note = domain_note(args.dataset, args.profile, named)
+    if note:
+        print(note)
+    check_resume(args.strategy, args.resume)
+    strategy = make_strategy(args.strategy or COMMON["strategy"])  # before any other TensorFlow work
+    args.out = worker_out(strategy, args.out)  # only the chief keeps run folders
+    results = [
+        result
+        for category in categories(args) for seed in args.seeds
+        for result in run_seed(args, models, named, seed, category, strategy)
+    ]
+    evaluated = [result for result in results if "auroc" in result[1]]
+    if len(evaluated) > 1:
+        report = write_report(evaluated, args.out)
+        earlier = len(json.loads((report.parent / REPORT_RUNS).read_text())) - len(evaluated)
+        kept = f" (and {earlier} run(s) of earlier calls into {report.parent}/, merged)" if earlier else ""
+        print(f"\nReport over {len(evaluated)} runs{kept}:\n\n{report.with_suffix('.txt').read_text()}")
+        print(f"Tables and figures: {report}.md, .csv, .txt, .png and {report.parent}/report_roc.png")
+    return results
+
+
 def execute(args):
     """Run the call `args` describes (run_experiments.parse_args); returns the process exit code."""
     _cached_dataset.cache_clear()  # each call reads the folders as they are now
     try:
         if args.action in ("download", "describe"):
             prepare_data(args)
-            return 0
-        named = model_names(args.model)
-        models = planned_models(named, args.no_floor)
-        for model in models:  # a bad flag stops the call before any run, not after the floors
-            run_config(args, model, args.seeds[0], args.category, model in named)
-        note = domain_note(args.dataset, args.profile, named)
-        if note:
-            print(note)
-        check_resume(args.strategy, args.resume)
-        strategy = make_strategy(args.strategy or COMMON["strategy"])  # before any other TensorFlow work
-        args.out = worker_out(strategy, args.out)  # only the chief keeps run folders
-        results = [
-            result
-            for category in categories(args) for seed in args.seeds
-            for result in run_seed(args, models, named, seed, category, strategy)
-        ]
-        evaluated = [result for result in results if "auroc" in result[1]]
-        if len(evaluated) > 1:
-            report = write_report(evaluated, args.out)
-            earlier = len(json.loads((report.parent / REPORT_RUNS).read_text())) - len(evaluated)
-            kept = f" (and {earlier} run(s) of earlier calls into {report.parent}/, merged)" if earlier else ""
-            print(f"\nReport over {len(evaluated)} runs{kept}:\n\n{report.with_suffix('.txt').read_text()}")
-            print(f"Tables and figures: {report}.md, .csv, .txt, .png and {report.parent}/report_roc.png")
+        else:
+            train(args)
     except (DatasetError, ModelNotAvailableError, PerceptualWeightsError, ConfigError, RunBusyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
