@@ -87,22 +87,22 @@ def test_saved_model_scores_8_12_and_16_bit_files_as_training_did(bit_depth_run)
         assert float(served["score"][0]) == pytest.approx(score, rel=1e-3, abs=1e-3), path
 
 
-def readme_python_block(after):
-    """The first ```python block of README.md after the text `after`."""
-    text = (REPO / "README.md").read_text()
+def documented_python_block(page, after):
+    """The first ```python block of `page` (a path in the repository) after the text `after`."""
+    text = (REPO / page).read_text()
     return re.search(r"```python\n(.*?)```", text[text.index(after):], re.S).group(1)
 
 
-def test_the_readmes_model_keras_snippet_scores_a_colour_jpeg_as_scores_csv_from_any_directory(bit_depth_run, tmp_path):
+def test_the_documented_model_keras_snippet_scores_a_colour_jpeg_as_scores_csv_from_any_directory(bit_depth_run, tmp_path):
     """Issue 21.12: the README's snippet (cv2.imread(...)[None, ..., None]) failed on every colour JPEG, needed the
     repository as the working directory, and through cv2 scored up to 0.106 off scores.csv. The block is taken from
-    README.md, so the two cannot drift; it runs in a fresh process outside the repository. Appended, in the same
+    docs/deployment.md, so the two cannot drift; it runs in a fresh process outside the repository. Appended, in the same
     process: issue 11.2's check that model.keras takes raw uint8 / uint16 arrays and scores what scores.csv says."""
     run_dir, _, expected = bit_depth_run
     jpeg = next(path for path in expected if path.endswith("8bit.jpg"))
     assert cv2.imread(jpeg).std(axis=-1).max() > 10  # a colour JPEG, not grey stored as three equal channels
     pngs = [path for path in expected if path.endswith(".png")]
-    snippet = readme_python_block("`model.keras` is the same model")
+    snippet = documented_python_block("docs/deployment.md", "`model.keras` is the same model")
     for placeholder, value in {"/path/to/bigan-ad": REPO, "runs/brain_mri/improved_bigan/<run>/model.keras":
                                run_dir / "model.keras", "scan.jpg": jpeg}.items():
         assert snippet.count(f'"{placeholder}"') == 1, placeholder
