@@ -191,7 +191,8 @@ class FCAutoencoder(MSEAutoencoder):
         code = keras.Input((latent,), name="code")
         x = dense_stack(code, list(reversed(units)), "dec_dense")
         x = layers.Dense(size * size * channels, activation="tanh", name="pixels", dtype=OUTPUT_DTYPE)(x)
-        self.decoder = keras.Model(code, layers.Reshape((size, size, channels), name="image")(x), name="decoder")
+        image = layers.Reshape((size, size, channels), name="image", dtype=OUTPUT_DTYPE)(x)  # float32, as the loss
+        self.decoder = keras.Model(code, image, name="decoder")
 
 
 CAE_FAMILY = family(CONV_PRESETS, validate_conv_architecture)

@@ -20,6 +20,7 @@ import tensorflow as tf
 from keras import layers
 from sklearn.decomposition import PCA
 
+from data.sources import DatasetError
 from models.config import ConfigError
 from training.schedule import SinglePhaseSchedule
 
@@ -75,7 +76,11 @@ class NormalsFloor(keras.Model):
         batches = [np.asarray(batch, np.float32).reshape(len(batch), -1) for batch in dataset]
         if not batches:
             raise ConfigError(f"{self.name} needs at least one training normal.")
-        self._fit(np.concatenate(batches))
+        normals = np.concatenate(batches)
+        if not np.isfinite(normals).all():  # the kNN would otherwise fit NaN distances silently
+            raise DatasetError(f"{self.name}: the training normals hold non-finite values (NaN or inf); "
+                               "fitting on them would make every score meaningless.")
+        self._fit(normals)
 
     def finish_training(self, normals):
         """Nothing more to do: fit_normals fitted everything."""
