@@ -41,20 +41,6 @@ def test_a_step_updates_every_network_and_the_loss_falls(name, fixed_batch):
     assert last < 0.8 * first, (name, first, last)
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_saves_and_loads_with_safe_mode(name, fixed_batch, tmp_path):
-    model = tiny_model(name)
-    model.train_step(tf.constant(fixed_batch))
-    model.finish_training(tf.data.Dataset.from_tensor_slices(fixed_batch).batch(4))
-    model.save(tmp_path / f"{name}.keras")
-    restored = keras.saving.load_model(tmp_path / f"{name}.keras", safe_mode=True)
-    images = keras.ops.convert_to_tensor(fixed_batch)
-    np.testing.assert_allclose(restored(images), model(images), atol=1e-5)
-    original, reloaded = model.score_pairs(images)[name], restored.score_pairs(images)[name]
-    for term in original[2] if len(original) > 2 else {}:
-        np.testing.assert_allclose(reloaded[2][term], original[2][term], rtol=1e-5, atol=1e-5)
-
-
 def test_vae_scores_use_the_posterior_mean_and_the_elbo(fixed_batch):
     model = tiny_model("beta_vae")
     images = keras.ops.convert_to_tensor(fixed_batch)

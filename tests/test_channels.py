@@ -1,4 +1,5 @@
-"""--channels 3: every model trains and scores RGB, and colour reaches the exported model and `predict`."""
+"""--channels 3: colour reaches the exported model and `predict` (every model training and scoring RGB is in
+tests/test_conformance.py)."""
 
 import csv
 import json
@@ -14,35 +15,8 @@ import experiment
 import run_experiments
 from data.phantom import make_phantom
 from data.pipeline import to_model_input
-from evaluation.scoring import build_detector
 from models.config import ConfigError
-from models.registry import FAMILIES
-from tests.test_cli import only_run, read_scores
-from training.profiles import resolve_config
-from training.trainer import compiled_model
-
-
-@pytest.fixture
-def colour_batch(fixed_batch):
-    """fixed_batch's smooth patterns with a different picture in each channel: [8, 32, 32, 3] in [-1, 1]."""
-    return np.concatenate([fixed_batch, -fixed_batch, np.roll(fixed_batch, 8, axis=2)], axis=-1)
-
-
-@pytest.mark.parametrize("name", FAMILIES)
-def test_every_model_trains_a_step_and_scores_rgb(name, colour_batch):
-    config = resolve_config(name, "phantom", "smoke", channels=3)
-    model = compiled_model(config)
-    images = tf.constant(colour_batch)
-    normals = tf.data.Dataset.from_tensor_slices(images).batch(4)
-    if hasattr(model, "fit_normals"):  # the floors learn in one pass, not by steps
-        model.fit_normals(normals)
-    else:
-        logs = model.train_step(images)
-        assert logs and all(np.isfinite(float(value)) for value in logs.values()), logs
-    model.finish_training(normals)
-    outputs = build_detector(model, 32, 3, config["score"])(images, training=False)
-    assert outputs["score"].shape == (8,) and np.isfinite(outputs["score"]).all()
-    assert outputs["reconstruction"].shape == (8, 32, 32, 3) and outputs["error_map"].shape == (8, 32, 32)
+from tests.test_cli import read_scores
 
 
 # Tints of equal luma under tf.image.rgb_to_grayscale's weights (0.2989 R + 0.587 G + 0.114 B = 1): a slice tinted

@@ -103,18 +103,6 @@ def test_the_paper_profile_uses_the_papers_weights_and_quick_the_weights_it_was_
     assert quick == {"mse": 2.0, "mae": 0.4, "perceptual": 0.2, "ssim_loss": 0.1}
 
 
-def test_model_saves_and_loads_with_safe_mode(tiny_config, fixed_batch, tmp_path):
-    model = compiled(tiny_config)
-    model.set_phase(True, True)
-    model.train_on_batch(fixed_batch)
-    model.save(tmp_path / "bigan.keras")
-    restored = keras.saving.load_model(tmp_path / "bigan.keras", safe_mode=True)
-    images = keras.ops.convert_to_tensor(fixed_batch)
-    np.testing.assert_allclose(restored(images), model(images), atol=1e-6)
-    pair = [images, model.encoder(images)]
-    np.testing.assert_allclose(restored.discriminator(pair), model.discriminator(pair), atol=1e-6)
-
-
 def test_adversarial_term_reaches_both_encoder_and_generator(tiny_config, fixed_batch):
     """The BiGAN loss trains E through D(x, E(x)) and G through D(G(z), z): both must get a gradient."""
     import tensorflow as tf
