@@ -45,7 +45,7 @@ _ARCHITECTURE_KEYS = ("image_size", "latent_dim", "channels")
 
 def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None, **overrides):
     """Profile defaults, then explicit overrides; architecture resolved from the profile's preset;
-    the dataset's default protocol unless one is given.
+    the dataset's default protocol (for this profile) unless one is given.
 
     An override the model has no use for (e.g. --epochs-adv for a single-phase model) is an error,
     not silently ignored.
@@ -54,7 +54,7 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
         raise ConfigError(f"Unknown profile {profile!r}; choose one of {list(PROFILE_NAMES)}.")
     models = family(model)
     config = {"model": model, "dataset": dataset, "category": category, "profile": profile, "seed": seed,
-              "protocol": protocol or default_protocol(dataset)}
+              "protocol": protocol or default_protocol(dataset, profile)}
     config.update(COMMON)
     config.update(DATA[profile])
     config.update(models.TRAINING_COMMON)
