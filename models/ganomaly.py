@@ -3,8 +3,9 @@ discriminator whose features it must match, trained on normal images only.
 
 - GANomaly: encoder–decoder–encoder generator x -> z = G_E(x) -> x̂ = G_D(z) -> ẑ = E(x̂); discriminator
   D with features f(·). L_G = w_adv·‖f(x) − f(x̂)‖² + w_con·|x − x̂| + w_enc·‖z − ẑ‖² (w 1, 50, 1, the
-  paper's); L_D = binary cross-entropy. Score (§3.3): A(x) = ‖G_E(x) − E(G(x))‖², the latent
-  distance, mean over the latent units (the official code's `latent` variant here).
+  paper's); L_D = binary cross-entropy. Score: the latent distance, which §3.3 writes as the L1 norm
+  A(x) = ‖G_E(x) − E(G(x))‖₁; we compute what the official code does (lib/model.py), the mean over the
+  latent units of (G_E(x) − E(G(x)))² (variant `latent`), the squared distance L_enc trains on.
 - Skip-GANomaly: a U-Net generator (skip connections between mirrored encoder and decoder stages).
   L_G = w_adv·BCE(D(x̂) -> real) + w_con·|x − x̂| + w_lat·‖f(x) − f(x̂)‖² (w 1, 50, 1); score (§3.3)
   A(x) = λ·R(x) + (1 − λ)·L(x), λ = 0.9, R the mean squared reconstruction error and L the mean
@@ -83,7 +84,7 @@ class GANomaly(AdversarialReconstruction):
     """Encoder G_E, decoder G_D and a second encoder E (Akcay et al. 2018, Fig. 2), plus D."""
 
     LOSS_TERMS = ("adv", "con", "enc")
-    # §3.3: A(x) = ‖G_E(x) − E(G(x))‖², the paper's own score (the default under --profile paper).
+    # The paper's own score (§3.3, written with L1), squared as the official code computes it (default under `paper`).
     score_variants = {"latent": {"latent_distance": 1.0}}
 
     def build_generator(self):
