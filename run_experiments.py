@@ -53,8 +53,8 @@ def build_parser():
     parser.add_argument("--normal-dir", help="--dataset folder: folder of normal images")
     parser.add_argument("--abnormal-dir", help="--dataset folder: folder of abnormal images")
     parser.add_argument("--protocol", choices=PROTOCOLS,
-                        help="train/test protocol (default: native for mvtec_ad, cae_d_gan for chest_xray_*, "
-                             "improved_bigan otherwise)")
+                        help="train/test protocol (default: cae_d_gan for chest_xray_*, native for mvtec_ad "
+                             "except under --profile paper, improved_bigan otherwise)")
     parser.add_argument("--source", default="local", choices=SOURCES, help="plant_village: a local folder or TFDS")
     parser.add_argument("--describe", action="store_true",
                         help="print what the dataset holds and how the protocol splits it, then exit (no training)")
