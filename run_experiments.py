@@ -87,8 +87,8 @@ def add_data_arguments(parser, command):
     if command == "download":
         return
     parser.add_argument("--protocol", choices=PROTOCOLS,
-                        help="train/test protocol (default: native for mvtec_ad, cae_d_gan for chest_xray_*, "
-                             "improved_bigan otherwise)")
+                        help="train/test protocol (default: cae_d_gan for chest_xray_*, native for mvtec_ad "
+                             "except under --profile paper, improved_bigan otherwise)")
     parser.add_argument("--profile", default="quick", choices=PROFILE_NAMES,
                         help="paper = the paper's full schedule; quick = minutes on a CPU; smoke = seconds")
 

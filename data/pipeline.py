@@ -46,9 +46,10 @@ def _from_grey(images, channels):
 
 
 def build_augmenter(seed):
-    """Paper §IV-B augmentation of training normals: translation, flipping, scaling.
+    """The paper's §IV-B augmentations (translation, flipping, scaling), of the training normals, on the fly.
 
-    Out-of-image pixels are filled with -1 (black), the background of MRI slices.
+    The paper enlarged its dataset with synthetic normal and abnormal images instead (docs/design.md,
+    "Data"). Out-of-image pixels are filled with -1 (black), the background of MRI slices.
     """
     return keras.Sequential(
         [

@@ -17,8 +17,8 @@ Variants: `feature` (the D-feature term alone), `zenati_fm` and `zenati_ce`, Zen
 A(x) = α·L_G + (1 − α)·L_D with α = 0.9 (the authors' code: weight 0.1 on L_D, "as in the original
 AnoGAN paper") and the feature-matching or cross-entropy L_D. The three models differ only in their
 settings (docs/design.md, "Plain BiGAN family"): `egbad` and `efficient_gan` test with Zenati's
-averaged weights, `efficient_gan` at twice `egbad`'s input (CAE-D-GAN Table 2: 256×256 against 128×128);
-in `--profile paper` `egbad` defaults to `zenati_ce` and `efficient_gan` to `zenati_fm`.
+averaged weights, `efficient_gan` at twice `egbad`'s input (CAE-D-GAN Table 2: 256×256 against 128×128; under
+`paper` on the chest X-rays only, the Improved BiGAN's datasets being 128×128 for every model); in `--profile paper` `egbad` defaults to `zenati_ce` and `efficient_gan` to `zenati_fm`.
 """
 
 import types
@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from models.adversarial import TABLE_2_AT_256
 from models.autoencoders import Autoencoder
 from models.config import validate_conv_architecture
 from models.layers import conv_decoder, conv_encoder, pair_discriminator
@@ -46,8 +47,8 @@ PRESETS = {
     "tiny": {"image_size": 32, "channels": 1, "latent_dim": 8, "filters": [4, 8],
              "discriminator_filters": [4, 8], "latent_units": 8, "joint_units": 8, "dropout": 0.0},
 }
-# Efficient-GAN at the CAE-D-GAN paper's 256×256 (Table 2): one more stage each, so D's flattened
-# image features stay 8×8×512 instead of growing fourfold.
+# Efficient-GAN at the CAE-D-GAN paper's 256×256 (Table 2), on its chest X-rays only (adversarial.TABLE_2_AT_256):
+# one more stage each, so D's flattened image features stay 8×8×512 instead of growing fourfold.
 PRESETS["paper_256"] = {**PRESETS["paper"], "image_size": 256, "filters": [32, 64, 128, 256, 512, 512],
                         "discriminator_filters": [32, 64, 128, 256, 512]}
 # Efficient-GAN in `quick`: Table 2's input twice EGBAD's (128 against 64), one more stage each likewise.
@@ -69,12 +70,13 @@ def training(paper, quick=None):
 TRAINING_COMMON = {"beta_1": 0.5, "beta_2": 0.999}  # Adam as DCGAN, BiGAN and Zenati et al.
 BIGAN_FAMILY = types.SimpleNamespace(
     PRESETS=PRESETS, TRAINING_COMMON=TRAINING_COMMON, validate_architecture=validate_conv_architecture,
-    # Donahue et al.: Adam 2e-4; the Improved BiGAN paper's 128×128, batch 32 and score for its baselines.
+    # Donahue et al.: Adam 2e-4; 128×128 is the Improved BiGAN paper's resize (§IV-B) and `paper` its score; batch 32
+    # and 100 epochs are ours, as for the autoencoder baselines (the paper gives no schedule for any baseline).
     TRAINING=training({"preset": "paper", "epochs": 100, "batch_size": 32, "lr": 2e-4, "score": "paper",
                        "ema_momentum": None}),
 )
-# CAE-D-GAN Table 2: EGBAD 128×128, Efficient-GAN 256×256, batch 64, 50 epochs. Zenati et al.'s code:
-# Adam 1e-5 (β1 0.5) and weights averaged (EMA 0.999) for testing; their anomaly score.
+# CAE-D-GAN Table 2: EGBAD 128×128, Efficient-GAN 256×256 (on the chest X-rays; 128×128 elsewhere), batch 64,
+# 50 epochs. Zenati et al.'s code: Adam 1e-5 (β1 0.5) and weights averaged (EMA 0.999) for testing; their score.
 # `quick` keeps what sets Zenati's detector apart from `bigan` at the quick budget: the averaged weights,
 # with momentum 0.99 (0.999 averages over ~1000 updates, more than a whole quick run of ~600-1000; 0.99 over
 # its last ~100), and for `efficient_gan` Table 2's doubled input. Not tuned.
@@ -83,7 +85,7 @@ EGBAD_FAMILY = types.SimpleNamespace(**{**vars(BIGAN_FAMILY), "TRAINING": traini
     {"preset": "paper", "epochs": 50, "batch_size": 64, "lr": 1e-5, "score": "zenati_ce", "ema_momentum": 0.999},
     ZENATI_QUICK)})
 EFFICIENT_GAN_FAMILY = types.SimpleNamespace(**{**vars(BIGAN_FAMILY), "TRAINING": training(
-    {"preset": "paper_256", "epochs": 50, "batch_size": 64, "lr": 1e-5, "score": "zenati_fm", "ema_momentum": 0.999},
+    {"preset": TABLE_2_AT_256, "epochs": 50, "batch_size": 64, "lr": 1e-5, "score": "zenati_fm", "ema_momentum": 0.999},
     {**ZENATI_QUICK, "preset": "quick_128"})})
 
 # Zenati et al.: A(x) = α·L_G + (1 − α)·L_D, α = 0.9 (their code: weight 0.1 on L_D, "as in the original AnoGAN")

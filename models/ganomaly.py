@@ -3,8 +3,9 @@ discriminator whose features it must match, trained on normal images only.
 
 - GANomaly: encoder–decoder–encoder generator x -> z = G_E(x) -> x̂ = G_D(z) -> ẑ = E(x̂); discriminator
   D with features f(·). L_G = w_adv·‖f(x) − f(x̂)‖² + w_con·|x − x̂| + w_enc·‖z − ẑ‖² (w 1, 50, 1, the
-  paper's); L_D = binary cross-entropy. Score (§3.3): A(x) = ‖G_E(x) − E(G(x))‖², the latent
-  distance, mean over the latent units (the official code's `latent` variant here).
+  paper's); L_D = binary cross-entropy. Score: the latent distance, which §3.3 writes as the L1 norm
+  A(x) = ‖G_E(x) − E(G(x))‖₁; we compute what the official code does (lib/model.py), the mean over the
+  latent units of (G_E(x) − E(G(x)))² (variant `latent`), the squared distance L_enc trains on.
 - Skip-GANomaly: a U-Net generator (skip connections between mirrored encoder and decoder stages).
   L_G = w_adv·BCE(D(x̂) -> real) + w_con·|x − x̂| + w_lat·‖f(x) − f(x̂)‖² (w 1, 50, 1); score (§3.3)
   A(x) = λ·R(x) + (1 − λ)·L(x), λ = 0.9, R the mean squared reconstruction error and L the mean
@@ -22,16 +23,20 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from models.adversarial import GANBaseline, family
+from models.adversarial import TABLE_2_AT_256, GANBaseline, family
 from models.layers import conv_block, conv_decoder, conv_encoder, deconv_block, image_output
 from training.batchnorm import precise_batchnorm
 from training.losses import dcgan_losses
 
-# Sizes: CAE-D-GAN Table 2 for `paper` (GANomaly 256×256, Skip-GANomaly 128×128, batch 64, 50 epochs);
-# `quick` the autoencoder baselines' widths at 64×64; `tiny` for tests. Latent 100 is GANomaly's nz.
+# Sizes. `paper`: 128×128, the Improved BiGAN's resize of its datasets (§IV-B) and Skip-GANomaly's in CAE-D-GAN Table 2;
+# `paper_256`: GANomaly's 256×256 of Table 2 (one more stage, down to 4×4 again), on that paper's chest X-rays only
+# (adversarial.TABLE_2_AT_256). `quick` the autoencoder baselines' widths at 64×64; `tiny` for tests. Latent 100 is
+# GANomaly's nz.
 GANOMALY_PRESETS = {
-    "paper": {"image_size": 256, "channels": 1, "latent_dim": 100, "filters": [32, 64, 128, 256, 512, 512],
-              "discriminator_filters": [32, 64, 128, 256, 512, 512]},
+    "paper": {"image_size": 128, "channels": 1, "latent_dim": 100, "filters": [32, 64, 128, 256, 512],
+              "discriminator_filters": [32, 64, 128, 256, 512]},
+    "paper_256": {"image_size": 256, "channels": 1, "latent_dim": 100, "filters": [32, 64, 128, 256, 512, 512],
+                  "discriminator_filters": [32, 64, 128, 256, 512, 512]},
     "quick": {"image_size": 64, "channels": 1, "latent_dim": 64, "filters": [16, 32, 64, 128],
               "discriminator_filters": [16, 32, 64, 128]},
     "tiny": {"image_size": 32, "channels": 1, "latent_dim": 8, "filters": [4, 8], "discriminator_filters": [4, 8]},
@@ -79,7 +84,7 @@ class GANomaly(AdversarialReconstruction):
     """Encoder G_E, decoder G_D and a second encoder E (Akcay et al. 2018, Fig. 2), plus D."""
 
     LOSS_TERMS = ("adv", "con", "enc")
-    # §3.3: A(x) = ‖G_E(x) − E(G(x))‖², the paper's own score (the default under --profile paper).
+    # The paper's own score (§3.3, written with L1), squared as the official code computes it (default under `paper`).
     score_variants = {"latent": {"latent_distance": 1.0}}
 
     def build_generator(self):
@@ -170,5 +175,5 @@ class SkipGANomaly(AdversarialReconstruction):
         precise_batchnorm(self.generator_networks["generator"], normals)
 
 
-GANOMALY_FAMILY = family(GANOMALY_PRESETS, "latent", w_adv=1.0, w_con=50.0, w_enc=1.0)
+GANOMALY_FAMILY = family(GANOMALY_PRESETS, "latent", TABLE_2_AT_256, w_adv=1.0, w_con=50.0, w_enc=1.0)
 SKIP_GANOMALY_FAMILY = family(SKIP_GANOMALY_PRESETS, "skip_ganomaly", w_adv=1.0, w_con=50.0, w_lat=1.0)

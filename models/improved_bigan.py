@@ -3,7 +3,8 @@
 Encoder with SE attention and global pooling, generator with transposed convolutions, SE
 refinement and residual Adds, and a discriminator over image-latent pairs. Training has two
 phases (Fig. 4): reconstruction only, then adversarial BiGAN training in which the
-discriminator learns on every 5th epoch and the reconstruction update runs 3 times per step.
+discriminator learns on every 5th epoch and the reconstruction update runs 3 times per step (§III
+says "3 times per epoch"; docs/design.md gives our reading).
 """
 
 import keras
@@ -57,7 +58,7 @@ TRAINING_COMMON = {
     "beta_1": 0.5,  # DCGAN/BiGAN practice; the paper gives no optimizer settings
     "beta_2": 0.999,
     "adversarial_weight": 0.1,  # reconstruction "prioritized over the adversarial performance" (§III)
-    "reconstruction_repeats": 3,  # §III: reconstruction trained 3 times per step in phase 2
+    "reconstruction_repeats": 3,  # §III: "trained 3 times per epoch"; here 3 updates per step in phase 2
     "discriminator_every": 5,  # §III: discriminator trained every 5th epoch
     "lr_schedule": "constant",  # or "cosine": E+G learning rate decays to 5 % over the schedule
 }
@@ -154,7 +155,7 @@ class ImprovedBiGAN(PairAdversary, keras.Model):
             "discriminator_optimizer": self.discriminator_optimizer,
         }
 
-    # §III: "anomaly scores were computed using reconstruction error or latent space distance".
+    # §IV-F: "anomaly scores were computed using reconstruction error or latent space distance" (§IV-D likewise).
     score_variants = {"latent": {"latent_distance": 1.0}}
 
     def score_pairs(self, images):

@@ -4,7 +4,7 @@
   sample, conv decoder; loss = Σ squared error per image + β·KL(q(z|x) ‖ N(0, I)), β = 1.
 - `beta_vae` (Higgins et al. 2017): the same with β = 4, the value Higgins et al. use for their
   image experiments; the paper gives none, and we do not tune it on test data.
-- `cvae`: the paper cites one CVAE for anomaly detection, Uzunova et al. 2019 ("Unsupervised
+- `cvae`: the paper cites one CVAE for anomaly detection, Uzunova et al. 2018 ("Unsupervised
   pathology detection in medical images using conditional variational autoencoders", its ref. [4]),
   which conditions on the *position* of an image patch: training data hold one class, so a
   class-conditional VAE has nothing to condition on. The image is cut into a grid of patches;
@@ -85,7 +85,7 @@ class VAE(Autoencoder):
 
 @keras.saving.register_keras_serializable(package="bigan_ad")
 class ConditionalVAE(VAE):
-    """Uzunova et al. 2019: a VAE over the image's grid of patches, conditioned on each patch's position.
+    """Uzunova et al. 2018 (the paper's ref. [4]): a VAE over the grid of patches, conditioned on each patch's position.
 
     Images [N, S, S, C] become N·g² patches [S/g, S/g, C], each with the one-hot of its grid cell
     (row-major); the decoded patches are put back in place, so scores and error maps are per image.

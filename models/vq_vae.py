@@ -51,7 +51,9 @@ class VectorQuantizer(layers.Layer):
         return {**super().get_config(), "codes": self.codes, "code_dim": self.code_dim}
 
 
-PRESETS = {  # conv widths as the other baselines; a latent grid of S/8 (quick: 8×8 vectors), as the paper's S/4 at 32×32
+# Conv widths as the other baselines. One stride-2 stage per filter, so every preset quantises an 8×8 grid: S/16 at
+# `paper`'s 128, S/8 at `quick`'s 64, S/4 at `tiny`'s 32 (van den Oord et al.'s 8×8 grid for 32×32 images).
+PRESETS = {
     "paper": {"image_size": 128, "channels": 1, "filters": [32, 64, 128, 256], "codes": 512, "code_dim": 64},
     "quick": {"image_size": 64, "channels": 1, "filters": [16, 32, 64], "codes": 128, "code_dim": 32},
     "tiny": {"image_size": 32, "channels": 1, "filters": [4, 8], "codes": 8, "code_dim": 4},

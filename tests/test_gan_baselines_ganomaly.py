@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from evaluation.export import ImageDetector
 from evaluation.scoring import build_detector
-from models.registry import build_model
+from models.registry import FAMILIES, build_model
 from tests.smoke_runs import check_saved_model_reproduces_scores_csv, smoke_runs_fixture
 from training.callbacks import StopOnNonFinite, TrainingDivergedError
 from training.profiles import resolve_config
@@ -168,12 +168,10 @@ def test_a_non_finite_loss_stops_training_with_the_clear_message(name, tmp_path,
 
 
 def test_profiles_follow_the_papers():
-    """CAE-D-GAN Table 2 (GANomaly 256×256, Skip-GANomaly 128×128, batch 64, 50 epochs); the original papers'
-    Adam 2e-4, β1 0.5 and loss weights; each model's own score under `paper`, error_zmax under `quick`."""
-    sizes = {"ganomaly": 256, "skip_ganomaly": 128, "anogan": 128}
+    """CAE-D-GAN Table 2's batch 64 and 50 epochs (its input sizes: the next test); the original papers' Adam 2e-4,
+    β1 0.5 and loss weights; each model's own score under `paper`, error_zmax under `quick`."""
     for name in MODELS:
         paper, quick = (resolve_config(name, "phantom", profile) for profile in ("paper", "quick"))
-        assert paper["architecture"]["image_size"] == sizes[name]
         assert (paper["batch_size"], paper["epochs"], paper["lr"], paper["beta_1"]) == (64, 50, 2e-4, 0.5)
         assert paper["score"] == PAPER_SCORES[name] and quick["score"] == "error_zmax"
         assert quick["architecture"]["image_size"] == 64 and quick["min_updates"] == 600
@@ -181,6 +179,27 @@ def test_profiles_follow_the_papers():
     assert (ganomaly["w_adv"], ganomaly["w_con"], ganomaly["w_enc"]) == (1.0, 50.0, 1.0)
     assert (skip["w_adv"], skip["w_con"], skip["w_lat"]) == (1.0, 50.0, 1.0)
     assert resolve_config("anogan", "phantom", "quick")["architecture"]["search_steps"] == 10
+
+
+IMPROVED_BIGAN_DATASETS = ("brain_mri", "mvtec_ad", "plant_village", "phantom", "folder")
+CHEST_X_RAYS = ("chest_xray_1", "chest_xray_2", "chest_xray_3")
+
+
+def test_paper_input_is_128_on_the_improved_bigan_datasets_and_table_2s_256_on_the_chest_x_rays_only():
+    """The Improved BiGAN resized every image of its datasets to 128×128 (§IV-B), whatever the model; the 256×256 of
+    CAE-D-GAN Table 2 (GANomaly, Efficient-GAN) is its chest X-ray setting. quick and explicit flags are unchanged."""
+    for dataset in IMPROVED_BIGAN_DATASETS + CHEST_X_RAYS:
+        sizes = {name: resolve_config(name, dataset, "paper")["architecture"]["image_size"] for name in FAMILIES}
+        at_256 = {"ganomaly", "efficient_gan"} if dataset in CHEST_X_RAYS else set()
+        assert {name for name, size in sizes.items() if size == 256} == at_256, dataset
+        assert all(size == 128 for name, size in sizes.items() if name not in at_256), dataset
+    chest, brain = resolve_config("ganomaly", "chest_xray_2", "paper"), resolve_config("ganomaly", "brain_mri", "paper")
+    assert (chest["preset"], len(chest["architecture"]["filters"])) == ("paper_256", 6)  # down to 4×4 either way
+    assert (brain["preset"], len(brain["architecture"]["filters"])) == ("paper", 5)
+    assert {resolve_config("ganomaly", dataset, "quick")["architecture"]["image_size"]
+            for dataset in IMPROVED_BIGAN_DATASETS + CHEST_X_RAYS} == {64}
+    assert resolve_config("ganomaly", "brain_mri", "paper", image_size=256)["architecture"]["image_size"] == 256
+    assert resolve_config("ganomaly", "chest_xray_1", "paper", image_size=128)["architecture"]["image_size"] == 128
 
 
 gan_runs = smoke_runs_fixture(MODELS)  # one smoke call training all three (no floors): {model: run dir}

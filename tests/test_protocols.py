@@ -3,6 +3,8 @@ import json
 import numpy as np
 import pytest
 
+import experiment
+import run_experiments
 from data.describe import describe
 from data.protocols import (
     NATIVE_TRAIN_ABNORMAL,
@@ -17,6 +19,7 @@ from data.protocols import (
     write_split,
 )
 from data.sources import DatasetError, ImageCollection
+from tests.test_layouts import write_pngs
 
 
 def labelled(labels, **fields) -> ImageCollection:
@@ -104,8 +107,12 @@ def parts(split):
 
 
 def test_default_protocols_and_unknown_protocol(collection):
-    assert [default_protocol(name) for name in ("mvtec_ad", "chest_xray_1", "chest_xray_3", "brain_mri", "phantom")] \
-        == ["native", "cae_d_gan", "cae_d_gan", "improved_bigan", "improved_bigan"]
+    names = ("mvtec_ad", "chest_xray_1", "chest_xray_3", "brain_mri", "phantom")
+    for profile in ("quick", "smoke"):
+        assert [default_protocol(name, profile) for name in names] \
+            == ["native", "cae_d_gan", "cae_d_gan", "improved_bigan", "improved_bigan"]
+    assert [default_protocol(name, "paper") for name in names] \
+        == ["improved_bigan", "cae_d_gan", "cae_d_gan", "improved_bigan", "improved_bigan"]
     with pytest.raises(DatasetError, match="Unknown protocol 'paper'"):
         make_split("paper", collection, seed=0)
 
@@ -204,3 +211,40 @@ def test_split_json_round_trip_with_test_sets_and_not_used(native_collection, tm
 def test_paper_split_of_bare_labels_is_the_improved_bigan_split(collection):
     old, new = paper_split(collection.labels, seed=2), make_split("improved_bigan", collection, seed=2)
     assert all(np.array_equal(getattr(old, part), getattr(new, part)) for part in ("train", "validation", "test"))
+
+
+def mvtec_run(tmp_path, *flags):
+    """A tiny MVTec AD category (20 train/good, 30 test/good, 6 defects) split as a run of `flags` splits it:
+    (resolved config, its split.json)."""
+    bottle = tmp_path / "bottle"
+    write_pngs(bottle / "train" / "good", 20)
+    write_pngs(bottle / "test" / "good", 30)
+    write_pngs(bottle / "test" / "broken_large", 6)
+    args = run_experiments.parse_args(["--model", "cae", "--dataset", "mvtec_ad", "--category", "bottle",
+                                       "--data-dir", str(tmp_path), *flags])
+    config = experiment.run_config(args, "cae", 0, "bottle", named=True)
+    collection = experiment.load_collection(args, config)
+    write_split(tmp_path / "split.json", collection, experiment.protocol_split(collection, config))
+    return config, json.loads((tmp_path / "split.json").read_text())
+
+
+def good_in_test(payload):
+    """The fraction of the good images in the test set, and the defects left out of it."""
+    goods = [entry for part in ("train", "validation", "test") for entry in payload[part] if entry["label"] == 0]
+    tested = [entry for entry in payload["test"] if entry["label"] == 0]
+    return len(tested) / len(goods), 6 - sum(entry["label"] for entry in payload["test"])
+
+
+def test_paper_profile_splits_mvtec_ad_80_20_as_the_improved_bigan_paper_did(tmp_path):
+    """§IV-B applied its 80/20 split of the good images to MVTec AD too; MVTec's own split tests 30 of 50 here."""
+    config, payload = mvtec_run(tmp_path, "--profile", "paper")
+    assert config["protocol"] == payload["protocol"] == "improved_bigan"
+    fraction, defects_not_tested = good_in_test(payload)
+    assert 0.18 <= fraction <= 0.22 and defects_not_tested == 0
+
+
+@pytest.mark.parametrize("flags", [("--profile", "quick"), ("--profile", "paper", "--protocol", "native")])
+def test_quick_and_an_explicit_protocol_keep_mvtec_ads_own_split(tmp_path, flags):
+    config, payload = mvtec_run(tmp_path, *flags)
+    assert config["protocol"] == payload["protocol"] == "native"
+    assert good_in_test(payload) == (30 / 50, 0)

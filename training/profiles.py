@@ -8,7 +8,7 @@ resolve to one plain dict, written verbatim to config.json; nothing else decides
 import math
 
 from checks import MAX_PIXELS_PER_STEP, xla_problem
-from data.protocols import default_protocol
+from data.protocols import default_protocol, source_paper
 from models.config import ConfigError
 from evaluation.scoring import score_variants
 from models.registry import FAMILIES, architecture, family
@@ -45,7 +45,11 @@ _ARCHITECTURE_KEYS = ("image_size", "latent_dim", "channels")
 
 def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None, **overrides):
     """Profile defaults, then explicit overrides; architecture resolved from the profile's preset;
-    the dataset's default protocol unless one is given.
+    the dataset's default protocol (for this profile) unless one is given.
+
+    A profile's preset may depend on whose experiment the dataset belongs to (a dict keyed by
+    data.protocols.source_paper): GANomaly's `paper` input is CAE-D-GAN Table 2's 256×256 on the
+    chest X-rays, and the Improved BiGAN's 128×128 (§IV-B) on its datasets. config.json records the name chosen.
 
     An override the model has no use for (e.g. --epochs-adv for a single-phase model) is an error,
     not silently ignored.
@@ -54,11 +58,13 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
         raise ConfigError(f"Unknown profile {profile!r}; choose one of {list(PROFILE_NAMES)}.")
     models = family(model)
     config = {"model": model, "dataset": dataset, "category": category, "profile": profile, "seed": seed,
-              "protocol": protocol or default_protocol(dataset)}
+              "protocol": protocol or default_protocol(dataset, profile)}
     config.update(COMMON)
     config.update(DATA[profile])
     config.update(models.TRAINING_COMMON)
     config.update(models.TRAINING[profile])
+    if isinstance(config["preset"], dict):
+        config["preset"] = config["preset"][source_paper(dataset)]
     preset = dict(models.PRESETS[config["preset"]])
     # A floor takes only the domain's input settings (its preset's): it keeps its own score.
     domain = {key: value for key, value in domain_defaults(dataset, profile).items()
