@@ -24,6 +24,8 @@ MAX_MIN_UPDATES = 1_000_000
 MAX_SEED = 2**32 - 1  # numpy's and TensorFlow's seeds are unsigned 32-bit
 # Images per step times pixels per image: the papers' largest setting (GANomaly, EfficientGAN: batch 64 of 256 px).
 MAX_PIXELS_PER_STEP = 64 * 256 * 256
+# Image channels of every model's input and output: 1 = grayscale (the papers', every preset's default), 3 = RGB.
+CHANNELS = (1, 3)
 
 
 def xla_problem(xla, deterministic):

@@ -28,9 +28,10 @@ from evaluation.metrics import norm_quantile, quantile_support, threshold_rule
 from evaluation.report import REPORT_RUNS, dataset_label, summary_table, write_report, write_tensorboard_results
 from evaluation.scoring import build_detector
 from models.config import ConfigError
-from models.registry import FAMILIES, FLOOR_NAMES, MODEL_NAMES, ModelNotAvailableError, check_model_name
+from models.names import model_list
+from models.registry import FLOOR_NAMES, ModelNotAvailableError
 from training.callbacks import TrainingDivergedError
-from training.losses import PerceptualWeightsError
+from models.losses import PerceptualWeightsError
 from training.distribution import check_resume, make_strategy, worker_out
 from training.domains import RECOMMENDED, domain_defaults, domain_of
 from training.profiles import COMMON, OVERRIDABLE, applicable_overrides, resolve_config, scale_to_data
@@ -42,18 +43,6 @@ EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
 # With one validation normal the score's std is 0 and every score explodes (±2·10⁷ was seen); three is
 # the fewest that gives a spread at all (the smoke profile's 40-normal phantom has exactly three).
 MIN_VALIDATION_NORMALS = 3
-
-
-def model_names(value):
-    if value == "all":  # every model that exists; the planned ones are named, not silently dropped
-        missing = [name for name in MODEL_NAMES if name not in FAMILIES]
-        if missing:
-            print(f"--model all: skipping {len(missing)} model(s) not available yet: {', '.join(missing)}.")
-        return [name for name in MODEL_NAMES if name in FAMILIES]
-    names = [name.strip() for name in value.split(",") if name.strip()]
-    for name in names:
-        check_model_name(name)
-    return names
 
 
 def planned_models(names, no_floor):
@@ -323,7 +312,7 @@ def prepare_data(args):
         print(download(args.dataset, args.data_dir, args.category))
     else:
         for category in categories(args):
-            config = resolve_config(model_names(args.model)[0], args.dataset, args.profile, seed=args.seeds[0],
+            config = resolve_config(model_list(args.model)[0], args.dataset, args.profile, seed=args.seeds[0],
                                     category=category, protocol=args.protocol)
             collection = load_collection(args, config)
             print(f"\n{args.dataset}" + (f" {category}" if category else "") + f" (seed {args.seeds[0]}):")
@@ -354,7 +343,7 @@ def train(args):
     """Every run the call `args` describes (run_experiments.parse_args), then the report over them: a list of
     (config, metrics, run dir), one per model, seed and category. Raises the errors `execute` turns into exit codes."""
     _cached_dataset.cache_clear()  # each call reads the folders as they are now
-    named = model_names(args.model)
+    named = model_list(args.model)
     models = planned_models(named, args.no_floor)
     for model in models:  # a bad flag stops the call before any run, not after the floors
         run_config(args, model, args.seeds[0], args.category, model in named)

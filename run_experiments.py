@@ -20,7 +20,7 @@ import checks
 from data.protocols import PROTOCOLS
 from data.sources import DATASET_NAMES, SOURCES, DatasetError, load_dataset, resolve_data_dir
 from data.sources import check_options
-from models.names import CHANNELS, MODEL_NAMES
+from models.names import MODEL_NAMES, model_list
 from training.domains import recommendation_lines
 from training.names import PROFILE_NAMES, SCORE_NAMES, STRATEGIES
 
@@ -107,7 +107,7 @@ def add_training_arguments(parser):
                         help=f"square input size, {checks.MIN_IMAGE_SIZE}..{checks.MAX_IMAGE_SIZE} (paper: 128; {PROFILE_DEFAULT})")
     parser.add_argument("--latent-dim", type=checks.bounded_int(1, checks.MAX_LATENT_DIM),
                         help=f"size of the latent code, 1..{checks.MAX_LATENT_DIM} ({PROFILE_DEFAULT})")
-    parser.add_argument("--channels", type=int, choices=CHANNELS,
+    parser.add_argument("--channels", type=int, choices=checks.CHANNELS,
                         help="image channels the model reads: 1 = grayscale, as in the papers (the default), 3 = RGB")
     parser.add_argument("--lr", type=checks.learning_rate,
                         help=f"Adam learning rate for all networks, above 0 and at most {checks.MAX_LR:g} ({PROFILE_DEFAULT})")
@@ -175,22 +175,6 @@ def data_flag_problem(args):
         return (f"--dataset {args.dataset} does not read --data-dir; name the dataset in that folder, "
                 "e.g. --dataset brain_mri (or --dataset folder --normal-dir A --abnormal-dir B).")
     return None
-
-
-def model_list(value):
-    """--model's names ('all' = every model); raises ValueError with the sentence for an empty, unknown or repeated name."""
-    if value.strip() == "all":
-        return list(MODEL_NAMES)
-    names = [name.strip() for name in value.split(",")]
-    if not any(names):
-        raise ValueError(f"--model needs a model name; choose from all, {', '.join(MODEL_NAMES)}.")
-    unknown = [name for name in names if name not in MODEL_NAMES]
-    if unknown:
-        raise ValueError(f"Unknown model {unknown[0]!r} in --model {value!r}; choose from all, {', '.join(MODEL_NAMES)}.")
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise ValueError(f"--model names {repeated[0]} twice; each model runs once per seed.")
-    return names
 
 
 def flag_problem(args):

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from data.decode import DECODERS, decode_file
-from models.names import CHANNELS
+from checks import CHANNELS
 
 AUTOTUNE = tf.data.AUTOTUNE
 

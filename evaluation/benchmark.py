@@ -66,6 +66,7 @@ def benchmark(model_name, preset, batch_size, image_size, steps, perceptual_weig
     import tensorflow as tf
 
     from evaluation.scoring import build_detector
+    from models.base import FittedModel
     from models.registry import architecture
     from training.profiles import resolve_config
     from training.trainer import compiled_model, dtype_policy
@@ -83,7 +84,7 @@ def benchmark(model_name, preset, batch_size, image_size, steps, perceptual_weig
     results = {"model": model_name, "preset": preset, "batch_size": batch_size, "image_size": image_size,
                "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU", "dtype_policy": dtype_policy(config),
                "xla": xla, **overrides}
-    if hasattr(model, "fit_normals"):
+    if isinstance(model, FittedModel):
         normals = tf.random.uniform((steps * batch_size, image_size, image_size, 1), -1.0, 1.0)
         start = time.perf_counter()
         model.fit_normals(tf.data.Dataset.from_tensor_slices(normals).batch(batch_size))

@@ -24,6 +24,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 
 from evaluation.metrics import minmax_bounds  # noqa: E402
+from training.callbacks import error_heatmap  # noqa: E402 (TensorBoard's heat maps are drawn alike)
 
 DPI = 120
 FIGSIZE = (6.0, 4.5)
@@ -228,14 +229,6 @@ def select_examples(labels, scores, per_class=4) -> np.ndarray:
     """Indices of the error-grid examples: up to `per_class` normals then abnormals, spread by score."""
     labels, scores = _as_arrays(labels, scores)
     return np.concatenate([_spread_by_score(np.flatnonzero(labels == label), scores, per_class) for label in (0, 1)])
-
-
-def error_heatmap(error_maps, vmax) -> np.ndarray:
-    """Error maps [..., H, W] -> RGB uint8 [..., H, W, 3] with the inferno colour map on the scale [0, vmax]."""
-    error_maps = np.asarray(error_maps, dtype=np.float32)
-    scaled = np.clip(error_maps / vmax * 255, 0, 255).astype(np.uint8)
-    heat = cv2.applyColorMap(scaled.reshape(-1, scaled.shape[-1]), cv2.COLORMAP_INFERNO)
-    return cv2.cvtColor(heat, cv2.COLOR_BGR2RGB).reshape(*error_maps.shape, 3)
 
 
 def _to_rgb(image: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Anomaly scores and error maps, part of the model graph so evaluation and export agree.
 
-Every model exposes `score_pairs(images)`: one (reference, reconstruction[, extra
-terms]) tuple per module (one module for most models, three for the CAE-D-GAN cascade). Each gets
+Every model exposes `score_pairs(images)`: one models.base.ScorePair (reference, reconstruction, extra
+terms) per module (one module for most models, three for the CAE-D-GAN cascade). Each gets
 an `AnomalyScorer`: score = (Σ weight · term − mean) / std for the chosen variant, standardised on
 the validation normals, so 0 means "as typical as a validation normal" (variant `paper`: Improved
 BiGAN §III's 0.7 · MSE + 0.3 · (1 − SSIM)). A `ScoreCombiner` averages the module scores into the model's score and
@@ -13,20 +13,9 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from training.losses import ssim
+from models.base import COMMON_VARIANTS, score_variants
+from models.losses import ssim
 
-# Score variants: name -> {term: weight}; a variant's raw score is Σ weight · term, then standardised
-# on the validation normals. Every variant is computed for every image (metrics.json: score_variants);
-# the run's `score` setting picks the one behind `score`, the threshold and the exports.
-# A family adds its own variants (class attribute `score_variants`, e.g. the BiGAN's latent distance).
-COMMON_VARIANTS = {
-    "paper": {"mse": 0.7, "ssim_error": 0.3},  # Improved BiGAN §III: 0.7·MSE + 0.3·(1 − SSIM) on [0, 1] intensities
-    # The same weights applied to [-1, 1] pixels (MSE 4x): the chest and leaf defaults were chosen with it
-    # when it was called `paper` (docs/defaults.md, docs/fidelity.md).
-    "mse_ssim": {"mse": 2.8, "ssim_error": 0.3},
-    "mse": {"mse": 1.0},
-    "error_zmax": {"error_zmax": 1.0},
-}
 _IMAGE_TERMS = ("mse", "ssim_error", "error_zmax")
 ERROR_SMOOTHING_SIGMA = 1.0  # pixels: one-pixel noise is not a lesion
 # The localisation map (`anomaly_map`: pixel AUROC, heat maps): the error smoothed at σ = 2 px,
@@ -35,11 +24,6 @@ ERROR_SMOOTHING_SIGMA = 1.0  # pixels: one-pixel noise is not a lesion
 # Chosen on the phantom's dev draw (docs/design.md "Scoring and thresholds").
 ANOMALY_MAP_SIGMA = 2.0
 ANOMALY_MAP_DAMPING = 0.5
-
-
-def score_variants(model):
-    """Every score variant a model supports: the common ones and its own."""
-    return {**COMMON_VARIANTS, **getattr(model, "score_variants", {})}
 
 
 def smooth_error(error_maps, sigma=ERROR_SMOOTHING_SIGMA):
@@ -174,9 +158,10 @@ def build_detector(model, image_size, channels=1, score="paper"):
     pairs = model.score_pairs(images)
     variants = score_variants(model)
     outputs, module_scores = {}, []
-    for name, (reference, reconstruction, *extra) in pairs.items():
+    for name, pair in pairs.items():
         scorer = AnomalyScorer(image_size, score, variants, name=scorer_name(name, len(pairs)), dtype="float32")
-        terms = scorer(reference, reconstruction, *extra)
+        terms = scorer(pair.reference, pair.reconstruction, pair.terms)
+        reconstruction = pair.reconstruction
         module_scores.append(terms["score"])
         if len(pairs) > 1:
             outputs.update({f"{name}_{key}": value for key, value in terms.items()})

@@ -1,24 +1,21 @@
 """What the GAN baselines GANomaly, Skip-GANomaly (models/ganomaly.py) and AnoGAN (models/anogan.py) share.
 
-`GANBaseline` is the family interface for a model made of generator networks and one feature
-discriminator (models.layers.feature_discriminator), each side with its own Adam optimizer: configure /
-make_schedule (one phase of `epochs`) / checkpoint_items / the discriminator's update (binary
-cross-entropy, real x against given fake images) / loss trackers. A subclass builds its generator
+`GANBaseline` is what a model made of generator networks and one feature discriminator
+(models.layers.feature_discriminator) shares, each side with its own Adam optimizer: configure, make_schedule
+(one phase of `epochs`), checkpoint_items, the discriminator's update (binary cross-entropy, real x against
+given fake images) and the loss trackers. A subclass builds its generator
 networks (`build_generator`), writes its `train_step` and generator update, and says what it scores
 (`score_pairs`, always in inference mode). Training keeps the last epoch's weights: there is no model
 selection or early stopping (on test AUROC or anything else).
 """
 
-import types
-
-import keras
 import tensorflow as tf
 
+from models.base import AnomalyModel, Family
 from models.config import validate_conv_architecture
 from models.layers import feature_discriminator
-from training.distribution import replica_gradients
-from training.losses import dcgan_losses
-from training.schedule import SinglePhaseSchedule
+from models.losses import dcgan_losses
+from models.schedule import SinglePhaseSchedule
 
 ADAM = {"beta_1": 0.5, "beta_2": 0.999}  # DCGAN's, kept by GANomaly, Skip-GANomaly and AnoGAN
 # The `paper` preset of a model CAE-D-GAN Table 2 runs at 256×256 (GANomaly, Efficient-GAN): that input on the
@@ -42,13 +39,13 @@ def training_settings(paper_score, paper_preset="paper"):
     }
 
 
-def family(presets, paper_score, paper_preset="paper", **loss_weights):
-    """The registry's view of one model: presets, run profiles, Adam and the generator loss weights."""
-    return types.SimpleNamespace(PRESETS=presets, TRAINING=training_settings(paper_score, paper_preset),
-                                 TRAINING_COMMON={**ADAM, **loss_weights}, validate_architecture=validate_conv_architecture)
+def family(model_class, presets, paper_score, paper_preset="paper", **loss_weights):
+    """One model's Family: presets, run profiles, Adam and the generator loss weights."""
+    return Family(model_class, presets, training_settings(paper_score, paper_preset), {**ADAM, **loss_weights},
+                  validate_conv_architecture)
 
 
-class GANBaseline(keras.Model):
+class GANBaseline(AnomalyModel):
     """Generator networks (`generator_networks`: name -> network) and a feature discriminator, two Adams.
 
     LOSS_TERMS name the generator loss terms, each weighted by the run setting w_<term> and logged as
@@ -57,12 +54,9 @@ class GANBaseline(keras.Model):
 
     LOSS_TERMS = ()
 
-    def __init__(self, config, **kwargs):
-        super().__init__(**kwargs)
-        self.config = dict(config)
+    def build_networks(self):
         self.generator_networks = self.build_generator()
         self.discriminator = feature_discriminator(self.config)
-        self.built = True  # the functional sub-networks are built already
 
     def build_generator(self):
         raise NotImplementedError
@@ -74,24 +68,10 @@ class GANBaseline(keras.Model):
     def configure(self, run_config):
         """Adam for the generator networks and for D (lr, β from the run config), the loss weights, the trackers."""
         super().compile()
-
-        def adam():
-            return keras.optimizers.Adam(run_config["lr"], beta_1=run_config["beta_1"], beta_2=run_config["beta_2"])
-
-        self.generator_optimizer, self.discriminator_optimizer = adam(), adam()
-        # Built eagerly so checkpoints can restore optimizer slots before the first step.
-        self.generator_optimizer.build(self.generator_variables)
-        self.discriminator_optimizer.build(self.discriminator.trainable_variables)
+        self.generator_optimizer = self.adam(run_config, self.generator_variables)
+        self.discriminator_optimizer = self.adam(run_config, self.discriminator.trainable_variables)
         self.loss_weights = {term: float(run_config[f"w_{term}"]) for term in self.LOSS_TERMS}
-        names = ["g_loss", *(f"{term}_loss" for term in self.LOSS_TERMS), "d_loss", "d_real", "d_fake"]
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
-
-    def get_compile_config(self):
-        return None  # optimizers are rebuilt by configure; a saved model carries weights only
-
-    @property
-    def metrics(self):
-        return list(getattr(self, "trackers", {}).values())
+        self.start_trackers(["g_loss", *(f"{term}_loss" for term in self.LOSS_TERMS), "d_loss", "d_real", "d_fake"])
 
     def make_schedule(self, run_config):
         return SinglePhaseSchedule(run_config["epochs"], "adversarial")
@@ -106,24 +86,6 @@ class GANBaseline(keras.Model):
             real = self.discriminator(images, training=True)[0]
             fake = self.discriminator(tf.stop_gradient(fake_images), training=True)[0]
             d_loss, _ = dcgan_losses(real, fake)
-        self.apply(self.discriminator_optimizer, tape, d_loss, self.discriminator.trainable_variables)
+        self.apply_gradients(self.discriminator_optimizer, tape, d_loss, self.discriminator.trainable_variables)
         self.track({"d_loss": d_loss, "d_real": tf.reduce_mean(tf.sigmoid(real)), "d_fake": tf.reduce_mean(tf.sigmoid(fake))})
 
-    @staticmethod
-    def apply(optimizer, tape, loss, variables):
-        optimizer.apply_gradients(zip(replica_gradients(tape, loss, variables), variables))
-
-    def track(self, values):
-        for name, value in values.items():
-            self.trackers[name].update_state(value)
-
-    def logs(self):
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
-
-    def call(self, images, training=False):
-        """The reconstruction scored for anomalies (inference mode, as score_pairs computes it)."""
-        (pair,) = self.score_pairs(images).values()
-        return pair[1]
-
-    def get_config(self):
-        return {**super().get_config(), "config": self.config}

@@ -16,9 +16,10 @@ import tensorflow as tf
 from keras import layers
 
 from models.adversarial import GANBaseline, family
+from models.base import ScorePair
 from models.layers import conv_decoder
-from training.batchnorm import precise_batchnorm
-from training.losses import dcgan_losses
+from models.batchnorm import precise_batchnorm
+from models.losses import dcgan_losses
 
 # AnoGAN §2.2: λ = 0.1 weighs the discrimination loss against the residual loss, in the search and the score.
 ANOGAN_LAMBDA = 0.1
@@ -130,7 +131,7 @@ class AnoGAN(GANBaseline):
     def score_pairs(self, images):
         """One module: x against G(z_Γ), with the residual and discrimination losses as extra terms."""
         reconstruction, residual, discrimination = self.latent_search(images)
-        return {self.name: (images, reconstruction, {"residual": residual, "discrimination": discrimination})}
+        return {self.name: ScorePair(images, reconstruction, {"residual": residual, "discrimination": discrimination})}
 
     def noise(self, images):
         return tf.random.normal((tf.shape(images)[0], self.config["latent_dim"]))
@@ -146,7 +147,7 @@ class AnoGAN(GANBaseline):
         with tf.GradientTape() as tape:
             fake = self.discriminator(self.generator(self.noise(images), training=True), training=True)[0]
             _, g_loss = dcgan_losses(tf.zeros_like(fake), fake)  # only the generator's term is used
-        self.apply(self.generator_optimizer, tape, g_loss, self.generator.trainable_variables)
+        self.apply_gradients(self.generator_optimizer, tape, g_loss, self.generator.trainable_variables)
         self.track({"g_loss": g_loss})
 
     def finish_training(self, normals):
@@ -158,4 +159,4 @@ class AnoGAN(GANBaseline):
         precise_batchnorm(self.generator, draws)
 
 
-ANOGAN_FAMILY = family(PRESETS, "anogan")
+ANOGAN_FAMILY = family(AnoGAN, PRESETS, "anogan")

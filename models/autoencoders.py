@@ -5,24 +5,21 @@ of them. Each is built in its standard form, sized like the Improved BiGAN's pre
 128×128, `quick` 64×64, `tiny` for tests), trained with Adam on its own loss, one update a step,
 and scored like every model: the image against its reconstruction (evaluation.scoring).
 
-`Autoencoder` is the family interface all six share (vae.py and vq_vae.py subclass it): configure
-/ make_schedule / checkpoint_items / score_pairs / finish_training / train_step. A subclass builds
-its networks in `build_networks`, returns its loss terms from `loss_terms` (the key "loss" is what
-is minimised) and, where it differs from a plain autoencoder, overrides the inference path's hooks
-`encoder_inputs`, `code`, `decoder_inputs` and `to_image`.
+`Autoencoder` is what all six share (vae.py and vq_vae.py subclass it; models.base.AnomalyModel is the
+contract): a subclass builds its networks in `build_networks`, returns its loss terms from `loss_terms` (the
+key "loss" is what is minimised) and, where it differs from a plain autoencoder, overrides the inference
+path's hooks `encoder_inputs`, `code`, `decoder_inputs` and `to_image`.
 """
-
-import types
 
 import keras
 import tensorflow as tf
 from keras import layers
 
+from models.base import AnomalyModel, Family, ScorePair
+from models.batchnorm import precise_batchnorm
 from models.config import ConfigError, validate_conv_architecture
 from models.layers import OUTPUT_DTYPE, conv_decoder, conv_encoder
-from training.batchnorm import precise_batchnorm
-from training.distribution import replica_gradients
-from training.schedule import SinglePhaseSchedule
+from models.schedule import SinglePhaseSchedule
 
 # Convolutional widths and latent sizes as the Improved BiGAN's presets (the paper gives none for the baselines).
 CONV_PRESETS = {
@@ -41,27 +38,15 @@ TRAINING = {
 ADAM = {"beta_1": 0.9, "beta_2": 0.999}  # Adam's own defaults: no adversary to stabilise
 
 
-def family(presets, validate, **training_common):
-    """The registry's view of one autoencoder baseline: presets, the shared schedule, its own settings."""
-    return types.SimpleNamespace(PRESETS=presets, TRAINING=TRAINING, TRAINING_COMMON={**ADAM, **training_common},
-                                 validate_architecture=validate)
+def family(model_class, presets, validate, **training_common):
+    """One autoencoder baseline's Family: its presets, the shared schedule, its own settings."""
+    return Family(model_class, presets, TRAINING, {**ADAM, **training_common}, validate)
 
 
-class Autoencoder(keras.Model):
+class Autoencoder(AnomalyModel):
     """encoder -> decoder, one Adam optimizer over every weight, minimising `loss_terms(images)["loss"]`."""
 
-    SETTINGS = ()  # run settings the loss reads (e.g. a VQ-VAE's commitment cost), taken from the run config
-    progress_logs = ("loss",)  # the console's epoch line (training.callbacks.ProgressLine)
-
-    def __init__(self, config, **kwargs):
-        super().__init__(**kwargs)
-        self.config = dict(config)
-        self.settings = {}
-        self.build_networks()
-        self.built = True  # the functional sub-networks are built already
-
-    def build_networks(self):
-        raise NotImplementedError
+    progress_logs = ("loss",)
 
     def encoder_inputs(self, images):
         """What the encoder reads for `images` (a conditional model adds its condition)."""
@@ -88,29 +73,18 @@ class Autoencoder(keras.Model):
 
     def score_pairs(self, images):
         """One module: the image against its reconstruction."""
-        return {self.name: (images, self(images))}
+        return {self.name: ScorePair(images, self(images))}
 
     def configure(self, run_config):
-        self.settings = {key: run_config[key] for key in self.SETTINGS}
-        self.compile(keras.optimizers.Adam(run_config["lr"], beta_1=run_config["beta_1"], beta_2=run_config["beta_2"]))
-
-    def compile(self, optimizer):
-        super().compile()
-        self.autoencoder_optimizer = optimizer
-        optimizer.build(self.autoencoder_variables)  # eagerly, so checkpoints restore slots before step 1
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.LOSS_TERMS}
+        self.take_settings(run_config)
+        self.compile()
+        self.autoencoder_optimizer = self.adam(run_config, self.autoencoder_variables)
+        self.start_trackers(self.LOSS_TERMS)
 
     @property
     def autoencoder_variables(self):
         """What the optimizer trains: every weight (a BiGAN leaves its discriminator to its own optimizer)."""
         return self.trainable_variables
-
-    def get_compile_config(self):
-        return None  # the optimizer is rebuilt by configure; a saved model carries weights only
-
-    @property
-    def metrics(self):
-        return list(getattr(self, "trackers", {}).values())
 
     def make_schedule(self, run_config):
         return SinglePhaseSchedule(run_config["epochs"], "reconstruction")
@@ -131,14 +105,9 @@ class Autoencoder(keras.Model):
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             terms = self.loss_terms(images)
-        variables = self.autoencoder_variables
-        self.autoencoder_optimizer.apply_gradients(zip(replica_gradients(tape, terms["loss"], variables), variables))
-        for name, value in terms.items():
-            self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
-
-    def get_config(self):
-        return {**super().get_config(), "config": self.config}
+        self.apply_gradients(self.autoencoder_optimizer, tape, terms["loss"], self.autoencoder_variables)
+        self.track(terms)
+        return self.logs()
 
 
 class MSEAutoencoder(Autoencoder):
@@ -195,5 +164,5 @@ class FCAutoencoder(MSEAutoencoder):
         self.decoder = keras.Model(code, image, name="decoder")
 
 
-CAE_FAMILY = family(CONV_PRESETS, validate_conv_architecture)
-FCAE_FAMILY = family(FC_PRESETS, validate_fc_architecture)
+CAE_FAMILY = family(ConvAutoencoder, CONV_PRESETS, validate_conv_architecture)
+FCAE_FAMILY = family(FCAutoencoder, FC_PRESETS, validate_fc_architecture)

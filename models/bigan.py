@@ -21,20 +21,18 @@ averaged weights, `efficient_gan` at twice `egbad`'s input (CAE-D-GAN Table 2: 2
 `paper` on the chest X-rays only, the Improved BiGAN's datasets being 128×128 for every model); in `--profile paper` `egbad` defaults to `zenati_ce` and `efficient_gan` to `zenati_fm`.
 """
 
-import types
-
 import keras
 import tensorflow as tf
 from keras import ops
 
 from models.adversarial import TABLE_2_AT_256
 from models.autoencoders import Autoencoder
+from models.base import Family, ScorePair
 from models.config import validate_conv_architecture
 from models.layers import conv_decoder, conv_encoder, pair_discriminator
-from training.adversarial import PairAdversary
-from training.distribution import replica_gradients
-from training.losses import bigan_losses
-from training.schedule import SinglePhaseSchedule
+from models.losses import bigan_losses
+from models.pair_game import PairAdversary
+from models.schedule import SinglePhaseSchedule
 
 # Architectures. DCGAN-style conv encoder and generator (models.layers), the Improved BiGAN's pair
 # discriminator. `paper`: latent 200 and D's 512 latent / 1024 joint units and dropout 0.5 as Zenati's
@@ -68,26 +66,6 @@ def training(paper, quick=None):
 
 
 TRAINING_COMMON = {"beta_1": 0.5, "beta_2": 0.999}  # Adam as DCGAN, BiGAN and Zenati et al.
-BIGAN_FAMILY = types.SimpleNamespace(
-    PRESETS=PRESETS, TRAINING_COMMON=TRAINING_COMMON, validate_architecture=validate_conv_architecture,
-    # Donahue et al.: Adam 2e-4; 128×128 is the Improved BiGAN paper's resize (§IV-B) and `paper` its score; batch 32
-    # and 100 epochs are ours, as for the autoencoder baselines (the paper gives no schedule for any baseline).
-    TRAINING=training({"preset": "paper", "epochs": 100, "batch_size": 32, "lr": 2e-4, "score": "paper",
-                       "ema_momentum": None}),
-)
-# CAE-D-GAN Table 2: EGBAD 128×128, Efficient-GAN 256×256 (on the chest X-rays; 128×128 elsewhere), batch 64,
-# 50 epochs. Zenati et al.'s code: Adam 1e-5 (β1 0.5) and weights averaged (EMA 0.999) for testing; their score.
-# `quick` keeps what sets Zenati's detector apart from `bigan` at the quick budget: the averaged weights,
-# with momentum 0.99 (0.999 averages over ~1000 updates, more than a whole quick run of ~600-1000; 0.99 over
-# its last ~100), and for `efficient_gan` Table 2's doubled input. Not tuned.
-ZENATI_QUICK = {"ema_momentum": 0.99}
-EGBAD_FAMILY = types.SimpleNamespace(**{**vars(BIGAN_FAMILY), "TRAINING": training(
-    {"preset": "paper", "epochs": 50, "batch_size": 64, "lr": 1e-5, "score": "zenati_ce", "ema_momentum": 0.999},
-    ZENATI_QUICK)})
-EFFICIENT_GAN_FAMILY = types.SimpleNamespace(**{**vars(BIGAN_FAMILY), "TRAINING": training(
-    {"preset": TABLE_2_AT_256, "epochs": 50, "batch_size": 64, "lr": 1e-5, "score": "zenati_fm", "ema_momentum": 0.999},
-    {**ZENATI_QUICK, "preset": "quick_128"})})
-
 # Zenati et al.: A(x) = α·L_G + (1 − α)·L_D, α = 0.9 (their code: weight 0.1 on L_D, "as in the original AnoGAN")
 ZENATI_GENERATOR_WEIGHT, ZENATI_DISCRIMINATOR_WEIGHT = 0.9, 0.1
 
@@ -97,7 +75,7 @@ class BiGAN(PairAdversary, Autoencoder):
     """E, G (the autoencoder's encoder and decoder: inference is G(E(x))) and D(x, z), trained by the BiGAN game.
 
     The Autoencoder base gives the inference path, the one-phase schedule and the precise BatchNorm
-    statistics on that path (finish_training); training.adversarial.PairAdversary the discriminator's
+    statistics on that path (finish_training); models.pair_game.PairAdversary the discriminator's
     step, shared with the Improved BiGAN.
     """
 
@@ -128,20 +106,14 @@ class BiGAN(PairAdversary, Autoencoder):
         return self.discriminator([images, latent], training=True)[0]
 
     def configure(self, run_config):
-        """Adam for E+G and for D (the same settings), with weight averaging when `ema_momentum` is set."""
+        """Adam for E+G (the base's `autoencoder_optimizer`) and for D, the same settings, with weight averaging
+        when `ema_momentum` is set."""
         ema = run_config.get("ema_momentum")
-
-        def adam():
-            return keras.optimizers.Adam(run_config["lr"], beta_1=run_config["beta_1"], beta_2=run_config["beta_2"],
-                                         use_ema=bool(ema), ema_momentum=ema or 0.99)
-
-        self.compile(adam(), adam())
-
-    def compile(self, optimizer, discriminator_optimizer):
-        """The E+G optimizer (the base's `autoencoder_optimizer`) and D's, both built eagerly for checkpoints."""
-        super().compile(optimizer)
-        self.discriminator_optimizer = discriminator_optimizer
-        discriminator_optimizer.build(self.discriminator.trainable_variables)
+        averaging = {"use_ema": bool(ema), "ema_momentum": ema or 0.99}
+        self.compile()
+        self.autoencoder_optimizer = self.adam(run_config, self.autoencoder_variables, **averaging)
+        self.discriminator_optimizer = self.adam(run_config, self.discriminator.trainable_variables, **averaging)
+        self.start_trackers(self.LOSS_TERMS)
 
     def make_schedule(self, run_config):
         return SinglePhaseSchedule(run_config["epochs"], "adversarial")
@@ -163,15 +135,14 @@ class BiGAN(PairAdversary, Autoencoder):
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # unlabelled: only normal images
         self._discriminator_update(images)
         self._encoder_generator_update(images)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        return self.logs()
 
     def _encoder_generator_update(self, images):
         """One E+G step on the BiGAN loss (flipped labels); D runs but is not updated."""
         with tf.GradientTape() as tape:
             _, loss = bigan_losses(*self._pairs_logits(images, training=True))
-        variables = self.autoencoder_variables
-        self.autoencoder_optimizer.apply_gradients(zip(replica_gradients(tape, loss, variables), variables))
-        self.trackers["adv_loss"].update_state(loss)
+        self.apply_gradients(self.autoencoder_optimizer, tape, loss, self.autoencoder_variables)
+        self.track({"adv_loss": loss})
 
     def score_pairs(self, images):
         """One module: x against G(E(x)), with Zenati's per-image terms (module docstring); every network
@@ -185,4 +156,23 @@ class BiGAN(PairAdversary, Autoencoder):
             "feature_distance": ops.sum(ops.abs(features - reconstruction_features), axis=-1),
             "discriminator_error": ops.softplus(-logit[:, 0]),  # sigmoid cross-entropy with label 1
         }
-        return {self.name: (images, reconstruction, terms)}
+        return {self.name: ScorePair(images, reconstruction, terms)}
+
+
+# Donahue et al.: Adam 2e-4; 128×128 is the Improved BiGAN paper's resize (§IV-B) and `paper` its score; batch 32
+# and 100 epochs are ours, as for the autoencoder baselines (the paper gives no schedule for any baseline).
+BIGAN_FAMILY = Family(BiGAN, PRESETS, training({"preset": "paper", "epochs": 100, "batch_size": 32, "lr": 2e-4,
+                                                "score": "paper", "ema_momentum": None}),
+                      TRAINING_COMMON, validate_conv_architecture)
+# CAE-D-GAN Table 2: EGBAD 128×128, Efficient-GAN 256×256 (on the chest X-rays; 128×128 elsewhere), batch 64,
+# 50 epochs. Zenati et al.'s code: Adam 1e-5 (β1 0.5) and weights averaged (EMA 0.999) for testing; their score.
+# `quick` keeps what sets Zenati's detector apart from `bigan` at the quick budget: the averaged weights,
+# with momentum 0.99 (0.999 averages over ~1000 updates, more than a whole quick run of ~600-1000; 0.99 over
+# its last ~100), and for `efficient_gan` Table 2's doubled input. Not tuned.
+ZENATI_QUICK = {"ema_momentum": 0.99}
+EGBAD_FAMILY = BIGAN_FAMILY.replace(training=training(
+    {"preset": "paper", "epochs": 50, "batch_size": 64, "lr": 1e-5, "score": "zenati_ce", "ema_momentum": 0.999},
+    ZENATI_QUICK))
+EFFICIENT_GAN_FAMILY = BIGAN_FAMILY.replace(training=training(
+    {"preset": TABLE_2_AT_256, "epochs": 50, "batch_size": 64, "lr": 1e-5, "score": "zenati_fm", "ema_momentum": 0.999},
+    {**ZENATI_QUICK, "preset": "quick_128"}))

@@ -17,8 +17,8 @@ from keras import layers
 from models.config import ConfigError
 from models.layers import OUTPUT_DTYPE, conv_act, conv_block, image_output, magnify_block, multi_kernel_block, residual_block, rrdb
 from training.distribution import replica_gradients
-from training.losses import hinge_discriminator_loss, hinge_generator_loss
-from training.schedule import SinglePhaseSchedule
+from models.losses import hinge_discriminator_loss, hinge_generator_loss
+from models.schedule import SinglePhaseSchedule
 
 PRESETS = {
     # §2.3-2.4: 16 residual blocks (DGAN), 24 RRDBs of three dense blocks (DDGAN); widths are ESRGAN's.

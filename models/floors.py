@@ -12,8 +12,6 @@ any deep model's.
   normals, the "reconstruction" (for error maps) the mean of those k normals.
 """
 
-import types
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -21,8 +19,8 @@ from keras import layers
 from sklearn.decomposition import PCA
 
 from data.sources import DatasetError
+from models.base import Family, FittedModel, ScorePair
 from models.config import ConfigError
-from training.schedule import SinglePhaseSchedule
 
 # Only data-independent settings: the number of PCA components and the bank size come from the data.
 PRESETS = {
@@ -42,31 +40,18 @@ def validate_architecture(config):
     """Nothing to check: any image size and either channel count (models.registry checks it) flatten alike."""
 
 
-class NormalsFloor(keras.Model):
+class NormalsFloor(FittedModel):
     """What both floors share: settings taken from the run config, no epochs, one fit on flattened normals.
 
     Subclasses name their run settings in SETTINGS and implement `_fit(normals)` (normals: float32
     [N, pixels] in [-1, 1]), which creates the fitted layers; `checkpoint_items` returns those layers.
     """
 
-    SETTINGS = ()
-
-    def __init__(self, config, **kwargs):
-        super().__init__(**kwargs)
-        self.config = dict(config)
-        self.settings = {}
+    def build_networks(self):
         self.fitted = {}
+        size, channels = self.config["image_size"], self.config["channels"]
         self.flatten = layers.Flatten(dtype="float32", name="flatten")
-        self.to_image = layers.Reshape((config["image_size"], config["image_size"], config["channels"]), dtype="float32",
-                                       name="to_image")
-
-    def configure(self, run_config):
-        """Keep the fitting settings (nothing to compile: a floor has no optimizer or loss)."""
-        self.settings = {key: run_config[key] for key in self.SETTINGS}
-
-    def make_schedule(self, run_config):
-        """0 epochs: keras fit never runs, so history, checkpoints and TensorBoard stay empty."""
-        return SinglePhaseSchedule(0, name="fit")
+        self.to_image = layers.Reshape((size, size, channels), dtype="float32", name="to_image")
 
     def checkpoint_items(self):
         return dict(self.fitted)
@@ -81,23 +66,6 @@ class NormalsFloor(keras.Model):
             raise DatasetError(f"{self.name}: the training normals hold non-finite values (NaN or inf); "
                                "fitting on them would make every score meaningless.")
         self._fit(normals)
-
-    def finish_training(self, normals):
-        """Nothing more to do: fit_normals fitted everything."""
-
-    def call(self, images):
-        """The reconstruction of score_pairs' one module (for the kNN, the mean of the k nearest normals).
-
-        score_pairs calls the fitted layers directly, so a detector built on it holds only those.
-        """
-        (pair,) = self.score_pairs(images).values()
-        return pair[1]
-
-    def get_compile_config(self):
-        return None
-
-    def get_config(self):
-        return {**super().get_config(), "config": self.config}
 
 
 def _fixed_dense(weights, bias, name):
@@ -127,7 +95,7 @@ class PCAFloor(NormalsFloor):
 
     def score_pairs(self, images):
         """One module: the image against its projection onto the normals' principal subspace."""
-        return {"pca": (images, self.to_image(self.decoder(self.encoder(self.flatten(images)))))}
+        return {"pca": ScorePair(images, self.to_image(self.decoder(self.encoder(self.flatten(images)))))}
 
 
 @keras.saving.register_keras_serializable(package="bigan_ad")
@@ -182,16 +150,9 @@ class KNNFloor(NormalsFloor):
     def score_pairs(self, images):
         """One module: the image, the mean of its k nearest normals, and the kNN distance as an extra term."""
         distance, nearest = self.neighbours(self.flatten(images))
-        return {"knn": (images, self.to_image(nearest), {"knn_distance": distance})}
-
-
-def _family(training_common):
-    """The registry's view of one floor: the shared presets and schedule settings, its own score settings."""
-    return types.SimpleNamespace(
-        PRESETS=PRESETS, TRAINING=TRAINING, TRAINING_COMMON=training_common, validate_architecture=validate_architecture,
-    )
+        return {"knn": ScorePair(images, self.to_image(nearest), {"knn_distance": distance})}
 
 
 # "score" names the default score variant (evaluation.scoring).
-PCA_FAMILY = _family({"score": "mse", "pca_variance": 0.95})
-KNN_FAMILY = _family({"score": "knn", "knn_k": 5})
+PCA_FAMILY = Family(PCAFloor, PRESETS, TRAINING, {"score": "mse", "pca_variance": 0.95}, validate_architecture)
+KNN_FAMILY = Family(KNNFloor, PRESETS, TRAINING, {"score": "knn", "knn_k": 5}, validate_architecture)

@@ -24,9 +24,10 @@ import tensorflow as tf
 from keras import layers
 
 from models.adversarial import TABLE_2_AT_256, GANBaseline, family
+from models.base import ScorePair
+from models.batchnorm import precise_batchnorm
 from models.layers import conv_block, conv_decoder, conv_encoder, deconv_block, image_output
-from training.batchnorm import precise_batchnorm
-from training.losses import dcgan_losses
+from models.losses import dcgan_losses
 
 # Sizes. `paper`: 128×128, the Improved BiGAN's resize of its datasets (§IV-B) and Skip-GANomaly's in CAE-D-GAN Table 2;
 # `paper_256`: GANomaly's 256×256 of Table 2 (one more stage, down to 4×4 again), on that paper's chest X-rays only
@@ -74,7 +75,7 @@ class AdversarialReconstruction(GANBaseline):
         with tf.GradientTape() as tape:
             terms, reconstruction = self.generator_terms(images)
             g_loss = tf.add_n([self.loss_weights[term] * terms[term] for term in self.LOSS_TERMS])
-        self.apply(self.generator_optimizer, tape, g_loss, self.generator_variables)
+        self.apply_gradients(self.generator_optimizer, tape, g_loss, self.generator_variables)
         self.track({"g_loss": g_loss, **{f"{term}_loss": terms[term] for term in self.LOSS_TERMS}})
         return reconstruction
 
@@ -113,7 +114,7 @@ class GANomaly(AdversarialReconstruction):
     def score_pairs(self, images):
         """One module: x against x̂ = G_D(G_E(x)), and the latent distance ‖G_E(x) − E(x̂)‖² / d."""
         latent, reconstruction, relatent = self.encode_decode_encode(images, training=False)
-        return {self.name: (images, reconstruction, {"latent_distance": squared_distance(latent, relatent)})}
+        return {self.name: ScorePair(images, reconstruction, {"latent_distance": squared_distance(latent, relatent)})}
 
     def finish_training(self, normals):
         """Precise BatchNorm statistics for the final weights, network by network along the inference path."""
@@ -168,12 +169,13 @@ class SkipGANomaly(AdversarialReconstruction):
         reconstruction = self.generator_networks["generator"](images, training=False)
         _, real_features = self.discriminator(images, training=False)
         _, fake_features = self.discriminator(reconstruction, training=False)
-        return {self.name: (images, reconstruction, {"feature_distance": squared_distance(real_features, fake_features)})}
+        return {self.name: ScorePair(images, reconstruction,
+                                     {"feature_distance": squared_distance(real_features, fake_features)})}
 
     def finish_training(self, normals):
         """Precise BatchNorm statistics of the U-Net for the final weights (D has no BatchNorm)."""
         precise_batchnorm(self.generator_networks["generator"], normals)
 
 
-GANOMALY_FAMILY = family(GANOMALY_PRESETS, "latent", TABLE_2_AT_256, w_adv=1.0, w_con=50.0, w_enc=1.0)
-SKIP_GANOMALY_FAMILY = family(SKIP_GANOMALY_PRESETS, "skip_ganomaly", w_adv=1.0, w_con=50.0, w_lat=1.0)
+GANOMALY_FAMILY = family(GANomaly, GANOMALY_PRESETS, "latent", TABLE_2_AT_256, w_adv=1.0, w_con=50.0, w_enc=1.0)
+SKIP_GANOMALY_FAMILY = family(SkipGANomaly, SKIP_GANOMALY_PRESETS, "skip_ganomaly", w_adv=1.0, w_con=50.0, w_lat=1.0)

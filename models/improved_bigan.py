@@ -11,14 +11,14 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from models.config import validate_conv_architecture as validate_architecture  # noqa: F401 (the family interface)
+from models.config import validate_conv_architecture
 from models.layers import OUTPUT_DTYPE, conv_block, image_output, pair_discriminator, up_block
-from training.batchnorm import precise_batchnorm
-from training.distribution import replica_gradients
-from training.losses import (PIXELS_PM1_WEIGHTS, RECONSTRUCTION_WEIGHTS, ReconstructionLoss, bigan_losses,
+from models.base import AnomalyModel, Family, ScorePair
+from models.batchnorm import precise_batchnorm
+from models.losses import (PIXELS_PM1_WEIGHTS, RECONSTRUCTION_WEIGHTS, ReconstructionLoss, bigan_losses,
                              build_perceptual_extractor)
-from training.adversarial import PairAdversary
-from training.schedule import TwoPhaseSchedule
+from models.pair_game import PairAdversary
+from models.schedule import TwoPhaseSchedule
 
 # Architectures. `paper` follows the paper where it speaks (128x128 grayscale, SE attention, residual
 # generator, image-latent discriminator); widths and depths are ours (the paper gives none).
@@ -96,19 +96,17 @@ def build_discriminator(config):
 
 
 @keras.saving.register_keras_serializable(package="bigan_ad")
-class ImprovedBiGAN(PairAdversary, keras.Model):
+class ImprovedBiGAN(PairAdversary, AnomalyModel):
     """Owns encoder, generator and discriminator; `train_step` is the paper's two-phase update.
 
-    The phase is plain Python state set once per epoch by `training.schedule.TwoPhaseSchedule`
+    The phase is plain Python state set once per epoch by `models.schedule.TwoPhaseSchedule`
     through `set_phase`, which retraces the train function only when the phase changes, so each
     compiled step contains exactly the updates of its phase.
     """
 
     progress_logs = ("recon_loss", "adv_loss", "d_loss")  # the console's epoch line (training.callbacks.ProgressLine)
 
-    def __init__(self, config, **kwargs):
-        super().__init__(**kwargs)
-        self.config = dict(config)
+    def build_networks(self):
         self.encoder = build_encoder(self.config)
         self.generator = build_generator(self.config)
         self.discriminator = build_discriminator(self.config)
@@ -123,22 +121,19 @@ class ImprovedBiGAN(PairAdversary, keras.Model):
     def configure(self, run_config):
         """Compile from a resolved run config: Adam (shared lr) for E+G and D, the §III reconstruction loss.
 
-        Raises training.losses.PerceptualWeightsError when VGG16 weights cannot be had.
+        Raises models.losses.PerceptualWeightsError when VGG16 weights cannot be had.
         """
         extractor = build_perceptual_extractor(run_config["perceptual_weights"], self.config["image_size"])
-
-        def adam(updates=None):
-            lr = run_config["lr"]
-            if updates and run_config.get("lr_schedule") == "cosine":
-                lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=updates, alpha=0.05)
-            return keras.optimizers.Adam(lr, beta_1=run_config["beta_1"], beta_2=run_config["beta_2"])
 
         # E+G updates in the whole schedule: one per phase-1 step, `reconstruction_repeats` per phase-2 step.
         updates = run_config.get("steps_per_epoch", 0) * (
             run_config["epochs_recon"] + run_config["reconstruction_repeats"] * run_config["epochs_adv"])
+        lr = run_config["lr"]
+        if updates and run_config.get("lr_schedule") == "cosine":
+            lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=updates, alpha=0.05)
         self.compile(
-            reconstruction_optimizer=adam(updates),
-            discriminator_optimizer=adam(),
+            reconstruction_optimizer=self.adam(run_config, self.autoencoder_variables, learning_rate=lr),
+            discriminator_optimizer=self.adam(run_config, self.discriminator.trainable_variables),
             reconstruction_loss=ReconstructionLoss(extractor, run_config.get("reconstruction_weights")),
             adversarial_weight=run_config["adversarial_weight"],
             reconstruction_repeats=run_config["reconstruction_repeats"],
@@ -165,7 +160,7 @@ class ImprovedBiGAN(PairAdversary, keras.Model):
         latent = self.encoder(images)
         reconstruction = self.generator(latent)
         drift = keras.ops.mean(keras.ops.square(latent - self.encoder(reconstruction)), axis=-1)
-        return {"improved_bigan": (images, reconstruction, {"latent_distance": drift})}
+        return {"improved_bigan": ScorePair(images, reconstruction, {"latent_distance": drift})}
 
     def finish_training(self, normals):
         """Precise BatchNorm statistics for inference, from the un-augmented training normals.
@@ -188,23 +183,16 @@ class ImprovedBiGAN(PairAdversary, keras.Model):
         self.adversarial_weight = adversarial_weight
         self.reconstruction_repeats = reconstruction_repeats
         # Built eagerly so checkpoints can restore optimizer slots before the first step.
-        reconstruction_optimizer.build(self.autoencoder_variables)
-        discriminator_optimizer.build(self.discriminator.trainable_variables)
-        names = ["recon_loss", *reconstruction_loss.terms, "adv_loss", "d_loss", "d_real", "d_fake"]
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        for optimizer, variables in ((reconstruction_optimizer, self.autoencoder_variables),
+                                     (discriminator_optimizer, self.discriminator.trainable_variables)):
+            if not optimizer.built:
+                optimizer.build(variables)
+        self.start_trackers(["recon_loss", *reconstruction_loss.terms, "adv_loss", "d_loss", "d_real", "d_fake"])
 
     @property
     def autoencoder_variables(self):
         """Encoder + generator weights: what every reconstruction and adversarial E/G update trains."""
         return self.encoder.trainable_variables + self.generator.trainable_variables
-
-    def get_compile_config(self):
-        # Optimizers and the loss object are rebuilt by the caller; a saved model carries weights only.
-        return None
-
-    @property
-    def metrics(self):
-        return list(getattr(self, "trackers", {}).values())
 
     def set_phase(self, adversarial, train_discriminator):
         """Switch phase, reusing the step compiled for it: at most three traces per run."""
@@ -228,7 +216,7 @@ class ImprovedBiGAN(PairAdversary, keras.Model):
                 self._autoencoder_update(images, adversarial=False)
         else:
             self._autoencoder_update(images, adversarial=False)
-        return {name: self.trackers[name].result() for name in logged}
+        return self.logs(logged)
 
     def _autoencoder_update(self, images, adversarial):
         """One encoder+generator step on the reconstruction loss (plus the BiGAN term when adversarial)."""
@@ -238,13 +226,9 @@ class ImprovedBiGAN(PairAdversary, keras.Model):
             if adversarial:
                 _, adv_loss = bigan_losses(*self._pairs_logits(images, training=True))
                 loss = loss + self.adversarial_weight * adv_loss
-        variables = self.autoencoder_variables
-        self.reconstruction_optimizer.apply_gradients(zip(replica_gradients(tape, loss, variables), variables))
-        self.trackers["recon_loss"].update_state(terms["total"])
-        for name in self.reconstruction_loss.terms:
-            self.trackers[name].update_state(terms[name])
-        if adversarial:
-            self.trackers["adv_loss"].update_state(adv_loss)
+        self.apply_gradients(self.reconstruction_optimizer, tape, loss, self.autoencoder_variables)
+        self.track({"recon_loss": terms["total"], **{name: terms[name] for name in self.reconstruction_loss.terms},
+                    **({"adv_loss": adv_loss} if adversarial else {})})
 
-    def get_config(self):
-        return {**super().get_config(), "config": self.config}
+
+FAMILY = Family(ImprovedBiGAN, PRESETS, TRAINING, TRAINING_COMMON, validate_conv_architecture)

@@ -20,6 +20,7 @@ import keras
 from keras import ops
 
 from models.autoencoders import CONV_PRESETS, Autoencoder, family
+from models.base import ScorePair
 from models.config import ConfigError, validate_conv_architecture
 from models.layers import conv_decoder, conv_encoder
 
@@ -80,7 +81,7 @@ class VAE(Autoencoder):
         reconstruction = self.decode(mean, images)
         kl = self.image_kl(mean, log_variance)
         neg_elbo = squared_error(images, reconstruction) + self.config["beta"] * kl
-        return {self.name: (images, reconstruction, {"kl_divergence": kl, "neg_elbo": neg_elbo})}
+        return {self.name: ScorePair(images, reconstruction, {"kl_divergence": kl, "neg_elbo": neg_elbo})}
 
 
 @keras.saving.register_keras_serializable(package="bigan_ad")
@@ -143,6 +144,6 @@ def _patch_presets():
     return presets
 
 
-VAE_FAMILY = family(_with(CONV_PRESETS, beta=1.0), validate_conv_architecture)
-BETA_VAE_FAMILY = family(_with(CONV_PRESETS, beta=4.0), validate_conv_architecture)
-CVAE_FAMILY = family(_patch_presets(), validate_cvae_architecture)
+VAE_FAMILY = family(VAE, _with(CONV_PRESETS, beta=1.0), validate_conv_architecture)
+BETA_VAE_FAMILY = family(VAE, _with(CONV_PRESETS, beta=4.0), validate_conv_architecture)
+CVAE_FAMILY = family(ConditionalVAE, _patch_presets(), validate_cvae_architecture)

@@ -13,6 +13,7 @@ import keras
 from keras import layers, ops
 
 from models.autoencoders import Autoencoder, family
+from models.base import ScorePair
 from models.config import validate_conv_architecture
 from models.layers import OUTPUT_DTYPE, conv_block, deconv_block, image_output
 
@@ -111,7 +112,7 @@ class VQVAE(Autoencoder):
         vectors = self.encoder(images)
         quantized = self.quantizer(vectors)
         distance = ops.mean(ops.square(vectors - quantized), axis=(1, 2, 3))
-        return {self.name: (images, self.decoder(quantized), {"quantization_error": distance})}
+        return {self.name: ScorePair(images, self.decoder(quantized), {"quantization_error": distance})}
 
 
-VQ_VAE_FAMILY = family(PRESETS, validate_conv_architecture, commitment_cost=0.25)
+VQ_VAE_FAMILY = family(VQVAE, PRESETS, validate_conv_architecture, commitment_cost=0.25)

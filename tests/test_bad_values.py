@@ -155,7 +155,7 @@ def test_the_parser_checks_never_import_tensorflow():
 
 def test_score_names_are_every_models_variants():
     """The TensorFlow-free list --score is checked against is the union of the models' score variants."""
-    from evaluation.scoring import score_variants
+    from models.base import score_variants
     from models.registry import FAMILIES
     from training.names import SCORE_NAMES
 

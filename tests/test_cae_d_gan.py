@@ -12,7 +12,7 @@ from models.cae_d_gan import (
     validate_architecture,
 )
 from models.config import ConfigError
-from training.losses import hinge_discriminator_loss, hinge_generator_loss
+from models.losses import hinge_discriminator_loss, hinge_generator_loss
 
 NETWORKS = ("cae_encoder", "cae_decoder", "dgan_generator", "dgan_discriminator", "ddgan_generator",
             "ddgan_discriminator")

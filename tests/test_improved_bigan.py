@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 
 from models.improved_bigan import ImprovedBiGAN, build_discriminator, build_encoder, build_generator
-from training.losses import ReconstructionLoss
+from models.losses import ReconstructionLoss
 from training.profiles import resolve_config
-from training.schedule import TwoPhaseSchedule
+from models.schedule import TwoPhaseSchedule
 
 
 def compiled(config, lr=1e-3):
@@ -107,7 +107,7 @@ def test_adversarial_term_reaches_both_encoder_and_generator(tiny_config, fixed_
     """The BiGAN loss trains E through D(x, E(x)) and G through D(G(z), z): both must get a gradient."""
     import tensorflow as tf
 
-    from training.losses import bigan_losses
+    from models.losses import bigan_losses
 
     model = compiled(tiny_config)
     with tf.GradientTape(persistent=True) as tape:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from training.losses import PerceptualWeightsError, ReconstructionLoss, build_perceptual_extractor, ssim
+from models.losses import PerceptualWeightsError, ReconstructionLoss, build_perceptual_extractor, ssim
 
 
 @pytest.mark.parametrize(("size", "channels"), [(16, 1), (32, 1), (64, 1), (32, 3)])

@@ -21,7 +21,7 @@ from evaluation.scoring import (
 )
 from models.improved_bigan import ImprovedBiGAN
 from models.layers import SqueezeExcite
-from training.losses import PIXELS_PM1_WEIGHTS, ReconstructionLoss
+from models.losses import PIXELS_PM1_WEIGHTS, ReconstructionLoss
 
 
 def trained_tiny_model(config, images, epochs):

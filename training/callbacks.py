@@ -5,12 +5,20 @@ import math
 import pathlib
 import time
 
+import cv2
 import keras
 import numpy as np
 import tensorflow as tf
 
-from evaluation.plots import error_heatmap
 
+
+
+def error_heatmap(error_maps, vmax) -> np.ndarray:
+    """Error maps [..., H, W] -> RGB uint8 [..., H, W, 3] with the inferno colour map on the scale [0, vmax]."""
+    error_maps = np.asarray(error_maps, dtype=np.float32)
+    scaled = np.clip(error_maps / vmax * 255, 0, 255).astype(np.uint8)
+    heat = cv2.applyColorMap(scaled.reshape(-1, scaled.shape[-1]), cv2.COLORMAP_INFERNO)
+    return cv2.cvtColor(heat, cv2.COLOR_BGR2RGB).reshape(*error_maps.shape, 3)
 
 class TrainingDivergedError(RuntimeError):
     """A loss became NaN or infinite; str() is the user message."""

@@ -1,4 +1,4 @@
-"""tf.distribute strategies by name (--strategy) and the gradient share each replica contributes."""
+"""tf.distribute strategies by name (--strategy), and what a multi-worker run does differently."""
 
 import atexit
 import functools
@@ -29,18 +29,6 @@ def make_strategy(name):
     if name == "default":
         return tf.distribute.get_strategy()
     raise ValueError(f"Unknown strategy {name!r}; choose one of {list(STRATEGIES)}.")
-
-
-def replica_gradients(tape, loss, variables):
-    """Gradients of this replica's share of `loss`.
-
-    Keras optimizers sum gradients over replicas, while every loss here is a mean over the
-    replica's own slice of the global batch; dividing by the replica count makes the summed
-    gradient the gradient of the global-batch mean, the same update as on one device.
-    """
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    gradients = tape.gradient(loss, variables)
-    return gradients if replicas == 1 else [None if g is None else g / replicas for g in gradients]
 
 
 def multi_worker(strategy):

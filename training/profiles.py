@@ -10,7 +10,7 @@ import math
 from checks import MAX_PIXELS_PER_STEP, xla_problem
 from data.protocols import default_protocol, source_paper
 from models.config import ConfigError
-from evaluation.scoring import score_variants
+from models.base import score_variants
 from models.registry import FAMILIES, architecture, family
 from models.names import FLOOR_NAMES
 from training.domains import domain_defaults
@@ -61,11 +61,11 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
               "protocol": protocol or default_protocol(dataset, profile)}
     config.update(COMMON)
     config.update(DATA[profile])
-    config.update(models.TRAINING_COMMON)
-    config.update(models.TRAINING[profile])
+    config.update(models.training_common)
+    config.update(models.training[profile])
     if isinstance(config["preset"], dict):
         config["preset"] = config["preset"][source_paper(dataset)]
-    preset = dict(models.PRESETS[config["preset"]])
+    preset = dict(models.presets[config["preset"]])
     # A floor takes only the domain's input settings (its preset's): it keeps its own score.
     domain = {key: value for key, value in domain_defaults(dataset, profile).items()
               if (key in preset or key in config and model not in FLOOR_NAMES)

@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 
+from models.base import FittedModel
 from models.registry import build_model
 from training.callbacks import EpochHistory, ProgressLine, StopOnNonFinite, TensorBoardLogger
 from training.checkpoints import PeriodicCheckpoint, TrainingCheckpoint
@@ -57,7 +58,7 @@ def fit(model, train_ds, normals_ds, preview, config, run_dir, verbose=1):
     `model.finish_training(normals_ds)` (the un-augmented training normals) readies the model
     for inference, e.g. re-estimates BatchNorm statistics.
     """
-    if hasattr(model, "fit_normals"):
+    if isinstance(model, FittedModel):
         model.fit_normals(normals_ds)
     schedule = model.make_schedule(config)
     checkpoint = TrainingCheckpoint(model.checkpoint_items(), run_dir / CHECKPOINT_DIR)

@@ -1,15 +1,14 @@
 """The BiGAN adversarial game over image-latent pairs, shared by the Improved BiGAN and the plain BiGAN family.
 
-`PairAdversary` is a mixin for a keras.Model with `encoder`, `generator`, `discriminator` (a
-models.layers.pair_discriminator), `discriminator_optimizer`, `trackers` (d_loss, d_real, d_fake)
+`PairAdversary` is a mixin for a models.base.AnomalyModel with `encoder`, `generator`, `discriminator` (a
+models.layers.pair_discriminator), `discriminator_optimizer`, trackers d_loss, d_real and d_fake
 and `config["latent_dim"]`: real pairs (x, E(x)), fake pairs (G(z), z), z ~ N(0, I), and the
 discriminator's update on them (Donahue et al. 2017).
 """
 
 import tensorflow as tf
 
-from training.distribution import replica_gradients
-from training.losses import bigan_losses
+from models.losses import bigan_losses
 
 
 class PairAdversary:
@@ -29,8 +28,5 @@ class PairAdversary:
         with tf.GradientTape() as tape:
             real, fake = self._pairs_logits(images, training=True)
             d_loss, _ = bigan_losses(real, fake)
-        variables = self.discriminator.trainable_variables
-        self.discriminator_optimizer.apply_gradients(zip(replica_gradients(tape, d_loss, variables), variables))
-        self.trackers["d_loss"].update_state(d_loss)
-        self.trackers["d_real"].update_state(tf.reduce_mean(tf.sigmoid(real)))
-        self.trackers["d_fake"].update_state(tf.reduce_mean(tf.sigmoid(fake)))
+        self.apply_gradients(self.discriminator_optimizer, tape, d_loss, self.discriminator.trainable_variables)
+        self.track({"d_loss": d_loss, "d_real": tf.reduce_mean(tf.sigmoid(real)), "d_fake": tf.reduce_mean(tf.sigmoid(fake))})

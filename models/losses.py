@@ -125,7 +125,7 @@ def bigan_losses(real_logits, fake_logits):
     Returns (discriminator loss, encoder+generator loss); the latter uses flipped labels
     (the non-saturating form), so E and G learn to make the two joint distributions match.
     Plain batch means, like every loss here (keras.losses would pre-divide by the replica
-    count under tf.distribute; training.distribution.replica_gradients does that for all).
+    count under tf.distribute; models.base.replica_gradients does that for all).
     """
 
     def bce(label, logits):
