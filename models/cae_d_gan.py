@@ -14,6 +14,7 @@ the modules are trained one after the other (CAE, DGAN, DDGAN; `training_order: 
 the DGAN without paired targets (`dgan_paired: False`), at inference the CAE code is refined by
 a bounded Adam search (`search_steps`), and the score is the L1 reconstruction error (`cae_d_gan`).
 """
+
 import keras
 import tensorflow as tf
 from keras import layers
@@ -304,6 +305,12 @@ class ConvAutoencoder(keras.Model):
         _apply(self.pixel_optimizer, loss, tape, self.trainable_variables)
         self.trackers["pixel_loss"].update_state(loss)
         return reconstruction
+
+    def train_step(self, data):
+        """Module 1 fitted alone (tests/test_distribution.py checks replica gradients with it); CAEDGAN calls `update`."""
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        self.update(images)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
 
 
 class CascadeGAN(keras.Model):
