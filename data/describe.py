@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 
 from data.protocols import Split
-from data.sources import ImageCollection, reason_lines
+from data.collection import ImageCollection, reason_lines
 
 _MOST_COMMON = 5  # sizes and modes listed before "... and N more"
 _KIND = {0: "normal", 1: "abnormal"}

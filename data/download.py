@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 
 from data import layouts, mvtec, plant_village
-from data.sources import DatasetError
+from data.collection import DatasetError
 
 _MVTEC_SHARE = "https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f282/download"
 # The official archive links (linked from the MVTec AD download page), one per category.

@@ -14,7 +14,7 @@ import pathlib
 import re
 from collections.abc import Iterator
 
-from data.sources import (
+from data.collection import (
     ClassFolder,
     DatasetError,
     ImageCollection,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pathlib
 
 from data.layouts import contents, search_roots, subdirs
-from data.sources import (
+from data.collection import (
     ClassFolder,
     DatasetError,
     ImageCollection,

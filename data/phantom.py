@@ -16,6 +16,8 @@ import math
 import cv2
 import numpy as np
 
+from data.collection import ImageCollection
+
 _LABELS = {0: "normal", 1: "abnormal"}
 # Lesion radius range in pixels at 128x128; scaled with the image size.
 _LESION_RADIUS_128 = (2.5, 20.0)
@@ -31,7 +33,6 @@ DRAWS = {"test": (), "dev": (1,)}
 
 def make_phantom(n_normal: int, n_abnormal: int, size: int = 128, seed: int = 0, draw: str = "test"):
     """Return an ImageCollection of `n_normal` normal then `n_abnormal` abnormal uint8 slices of `draw`."""
-    from data.sources import ImageCollection  # deferred: data.sources imports this module
 
     keys = [(0, i) for i in range(n_normal)] + [(1, i) for i in range(n_abnormal)]
     prefix = "phantom" if draw == "test" else f"phantom-{draw}"

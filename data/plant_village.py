@@ -15,7 +15,7 @@ import re
 import numpy as np
 
 from data.layouts import contents, normalise, search_roots, subdirs
-from data.sources import (
+from data.collection import (
     ClassFolder,
     DatasetError,
     ImageCollection,

@@ -23,7 +23,7 @@ import pathlib
 
 import numpy as np
 
-from data.sources import DatasetError, ImageCollection
+from data.collection import DatasetError, ImageCollection
 
 PROTOCOLS = ("improved_bigan", "cae_d_gan", "native")
 ABNORMAL_PERCENTAGES = (25, 50, 75, 100)  # CAE-D-GAN section 4.1

@@ -13,12 +13,11 @@ image scores the same alone and in a batch.
 
 import keras
 import tensorflow as tf
-from keras import layers
 
 from models.adversarial import GANBaseline, family
 from models.base import ScorePair
-from models.layers import conv_decoder
 from models.batchnorm import precise_batchnorm
+from models.layers import GradientSearch, conv_decoder
 from models.losses import dcgan_losses
 
 # AnoGAN §2.2: λ = 0.1 weighs the discrimination loss against the residual loss, in the search and the score.
@@ -34,24 +33,24 @@ PRESETS = {
     "tiny": {"image_size": 32, "channels": 1, "latent_dim": 8, "filters": [4, 8], "discriminator_filters": [4, 8],
              "search_steps": 3, "search_lr": 0.1},
 }
-ADAM_BETAS, ADAM_EPSILON = (0.9, 0.999), 1e-8  # the search's Adam on z: Adam's own defaults
 
 
 @keras.saving.register_keras_serializable(package="bigan_ad")
-class LatentSearch(layers.Layer):
+class LatentSearch(GradientSearch):
     """Images x -> (G(z_Γ), residual, discrimination): `steps` Adam steps on z from z_0 = 0, batched.
 
     z_0 = 0 (the prior's mode) rather than a random draw, so a score does not depend on a seed or
     on the image's place in the batch. G and D always run in inference mode, whatever the caller's
-    `training`: a search must never update BatchNorm statistics. A fixed step count (a tf.while_loop
-    with a GradientTape in its body) keeps the cost bounded and the graph exportable; no Lambda.
+    `training`: a search must never update BatchNorm statistics. The steps are models.layers'
+    `adam_search`, shared with the CAE-D-GAN's code search.
     """
 
+    networks = ("generator", "discriminator")
+
     def __init__(self, generator, discriminator, steps, learning_rate, weight=ANOGAN_LAMBDA, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(steps, learning_rate, **kwargs)
         self.generator, self.discriminator = generator, discriminator
-        self.steps, self.learning_rate, self.weight = int(steps), float(learning_rate), float(weight)
-        self.built = True  # no weights of its own; the networks are built
+        self.weight = float(weight)
 
     def terms(self, images, real_features, latent):
         """Per image (residual Σ|x − G(z)|, discrimination Σ|f(x) − f(G(z))|) and G(z)."""
@@ -63,29 +62,14 @@ class LatentSearch(layers.Layer):
 
     def search(self, images, steps=None):
         """z after `steps` Adam steps on L(z) from z_0 = 0 (default: the layer's own count), per image."""
-        steps = self.steps if steps is None else steps
         images = tf.cast(images, tf.float32)
         real_features = tf.stop_gradient(tf.cast(self.discriminator(images, training=False)[1], tf.float32))
-        latent = tf.zeros((tf.shape(images)[0], self.generator.input_shape[-1]), tf.float32)
-        beta_1, beta_2 = ADAM_BETAS
 
-        def step(index, z, first, second):
-            with tf.GradientTape() as tape:
-                tape.watch(z)
-                residual, discrimination, _ = self.terms(images, real_features, z)
-                # Summed over the batch: each image's loss depends on its own z only, so the gradient is per image.
-                total = tf.reduce_sum((1.0 - self.weight) * residual + self.weight * discrimination)
-            gradient = tape.gradient(total, z)
-            first = beta_1 * first + (1.0 - beta_1) * gradient
-            second = beta_2 * second + (1.0 - beta_2) * tf.square(gradient)
-            t = tf.cast(index + 1, tf.float32)
-            update = (first / (1.0 - beta_1**t)) / (tf.sqrt(second / (1.0 - beta_2**t)) + ADAM_EPSILON)
-            return index + 1, z - self.learning_rate * update, first, second
+        def loss(z):
+            residual, discrimination, _ = self.terms(images, real_features, z)
+            return (1.0 - self.weight) * residual + self.weight * discrimination
 
-        _, latent, _, _ = tf.while_loop(lambda index, *_: index < steps, step,
-                                        (tf.constant(0), latent, tf.zeros_like(latent), tf.zeros_like(latent)),
-                                        maximum_iterations=steps)
-        return latent
+        return self.descend(loss, tf.zeros((tf.shape(images)[0], self.generator.input_shape[-1]), tf.float32), steps)
 
     def call(self, images, training=False):
         images = tf.cast(images, tf.float32)
@@ -98,14 +82,7 @@ class LatentSearch(layers.Layer):
         return tuple(input_shape), (input_shape[0],), (input_shape[0],)
 
     def get_config(self):
-        return {**super().get_config(), "steps": self.steps, "learning_rate": self.learning_rate, "weight": self.weight,
-                "generator": keras.saving.serialize_keras_object(self.generator),
-                "discriminator": keras.saving.serialize_keras_object(self.discriminator)}
-
-    @classmethod
-    def from_config(cls, config):
-        networks = {key: keras.saving.deserialize_keras_object(config.pop(key)) for key in ("generator", "discriminator")}
-        return cls(**networks, **config)
+        return {**super().get_config(), "weight": self.weight}
 
 
 @keras.saving.register_keras_serializable(package="bigan_ad")

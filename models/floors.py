@@ -18,7 +18,7 @@ import tensorflow as tf
 from keras import layers
 from sklearn.decomposition import PCA
 
-from data.sources import DatasetError
+from data.collection import DatasetError
 from models.base import Family, FittedModel, ScorePair
 from models.config import ConfigError
 

@@ -1,6 +1,7 @@
 """Building blocks shared by every model family (one place, no copies)."""
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 # Every sub-network's output layer computes in float32 whatever the global dtype policy, so that
@@ -221,3 +222,62 @@ def feature_discriminator(config, name="discriminator"):
     features = layers.Activation("linear", name="features", dtype=OUTPUT_DTYPE)(x)  # float32 under mixed precision
     logit = layers.Dense(1, name="logit", dtype=OUTPUT_DTYPE)(layers.Flatten(name="flatten")(x))
     return keras.Model(images, [logit, features], name=name)
+
+
+ADAM_BETAS, ADAM_EPSILON = (0.9, 0.999), 1e-8  # a test-time search's Adam: Adam's own defaults
+
+
+def adam_search(loss, start, steps, learning_rate):
+    """`start` after `steps` Adam steps on `loss` (start-shaped tensor -> one loss per image), batched.
+
+    The per-image losses are summed: each depends on its own image's code only, so the gradient,
+    and Adam's per-element moments, are per image, and an image ends where it would alone. A
+    tf.while_loop of fixed length with a GradientTape in its body: bounded cost, and it traces into
+    an exported graph.
+    """
+    beta_1, beta_2 = ADAM_BETAS
+
+    def step(index, z, first, second):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            total = tf.reduce_sum(loss(z))
+        gradient = tape.gradient(total, z)
+        first = beta_1 * first + (1.0 - beta_1) * gradient
+        second = beta_2 * second + (1.0 - beta_2) * tf.square(gradient)
+        t = tf.cast(index + 1, tf.float32)
+        update = (first / (1.0 - beta_1**t)) / (tf.sqrt(second / (1.0 - beta_2**t)) + ADAM_EPSILON)
+        return index + 1, z - learning_rate * update, first, second
+
+    _, latent, _, _ = tf.while_loop(lambda index, *_: index < steps, step,
+                                    (tf.constant(0), start, tf.zeros_like(start), tf.zeros_like(start)),
+                                    maximum_iterations=steps)
+    return latent
+
+
+class GradientSearch(layers.Layer):
+    """Base of the layers that refine a code at test time by `adam_search` through networks they hold.
+
+    Inside a functional detector such a layer is the only node that calls its networks, so it
+    carries them in its config (`networks`: the constructor arguments that are networks) and
+    model.keras reloads them with it. No weights of its own; no Lambda.
+    """
+
+    networks = ()
+
+    def __init__(self, steps, learning_rate, **kwargs):
+        super().__init__(**kwargs)
+        self.steps, self.learning_rate = int(steps), float(learning_rate)
+        self.built = True  # the networks are built
+
+    def descend(self, loss, start, steps=None):
+        """`start` after this layer's `steps` (or `steps`) Adam steps on `loss`."""
+        return adam_search(loss, start, self.steps if steps is None else steps, self.learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "steps": self.steps, "learning_rate": self.learning_rate,
+                **{name: keras.saving.serialize_keras_object(getattr(self, name)) for name in self.networks}}
+
+    @classmethod
+    def from_config(cls, config):
+        networks = {name: keras.saving.deserialize_keras_object(config.pop(name)) for name in cls.networks}
+        return cls(**networks, **config)

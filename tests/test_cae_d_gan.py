@@ -1,4 +1,5 @@
-"""CAE-D-GAN: block counts of the paper preset, each module's update rule, the cascade, serialisation."""
+"""CAE-D-GAN: block counts of the paper preset, each module's update rule, the cascade, serialisation, and the
+paper profile's order (CAE, DGAN, DDGAN), unpaired DGAN, inference-time code search and score."""
 
 import re
 
@@ -7,21 +8,42 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from evaluation.evaluate import calibrate
+from evaluation.export import ImageDetector, export_saved_model
+from evaluation.scoring import build_detector
 from models.cae_d_gan import (
-    CAEDGAN, PRESETS, TRAINING, build_ddgan_generator, build_dgan_generator, build_discriminator,
+    CAEDGAN, PRESETS, STAGES, TRAINING, CodeSearch, build_ddgan_generator, build_dgan_generator, build_discriminator,
     validate_architecture,
 )
 from models.config import ConfigError
 from models.losses import hinge_discriminator_loss, hinge_generator_loss
+from models.registry import paper_score
+from training.profiles import resolve_config
 
 NETWORKS = ("cae_encoder", "cae_decoder", "dgan_generator", "dgan_discriminator", "ddgan_generator",
             "ddgan_discriminator")
+# The paper profile's training settings (order, DGAN pairing, score) on the smoke profile's tiny model.
+PAPER_TRAINING = {key: TRAINING["paper"][key] for key in ("training_order", "dgan_paired", "score")}
+SEARCH = {"search_steps": 4, "search_lr": 0.05}  # a paper-like code search for the tiny preset
+STAGE_NETWORKS = {stage: {f"{stage}_{part}" for part in parts}
+                  for stage, parts in zip(STAGES, [("encoder", "decoder"), *[("generator", "discriminator")] * 2])}
 
 
-def tiny_model(**training):
-    model = CAEDGAN(PRESETS["tiny"])
+def tiny_model(search=None, **training):
+    model = CAEDGAN({**PRESETS["tiny"], **(search or {})})
     model.configure({**TRAINING["smoke"], **training})
     return model
+
+
+def trained_with_and_without_search(images):
+    """Two tiny models with the same weights, trained a few joint steps: one with the code search, one without."""
+    plain = tiny_model(lr=3e-3)
+    for _ in range(5):
+        plain.train_on_batch(images)
+    searching = tiny_model(SEARCH)
+    for name, network in networks(searching).items():
+        network.set_weights(networks(plain)[name].get_weights())
+    return plain, searching
 
 
 @pytest.fixture(scope="module")
@@ -83,36 +105,67 @@ def test_score_pairs_compare_each_module_with_its_reference(model, fixed_batch):
     np.testing.assert_allclose(pairs["module_2"][0], model.degrader(fixed_batch))
     np.testing.assert_array_equal(pairs["module_3"][0], fixed_batch)
     np.testing.assert_allclose(pairs["module_3"][1], model(fixed_batch), atol=1e-6)
-    for _, reconstruction in pairs.values():
+    for reference, reconstruction, terms in pairs.values():
         assert reconstruction.shape == fixed_batch.shape and float(np.abs(reconstruction).max()) <= 1.0
+        l1 = np.mean(np.abs(np.asarray(reference) - np.asarray(reconstruction)), axis=(1, 2, 3)) / 2  # on [0, 1]
+        np.testing.assert_allclose(terms["l1"], l1, rtol=1e-5)
+
+    def parts(pairs):
+        return [part for reference, reconstruction, terms in pairs.values() for part in (reference, reconstruction, terms["l1"])]
 
     images = keras.Input((32, 32, 1))
-    symbolic = model.score_pairs(images)
-    detector = keras.Model(images, [part for pair in symbolic.values() for part in pair])
+    detector = keras.Model(images, parts(model.score_pairs(images)))
     batch_outputs = detector(fixed_batch)
-    for eager, functional in zip([part for pair in pairs.values() for part in pair], batch_outputs):
+    for eager, functional in zip(parts(pairs), batch_outputs):
         np.testing.assert_allclose(functional, eager, atol=1e-6)
     alone = detector(fixed_batch[2:3])  # no batch leakage: one image scores as it does inside a batch
     for single, batched in zip(alone, batch_outputs):
         np.testing.assert_allclose(single[0], batched[2], atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "module, trained",
-    [("cae", {"cae_encoder", "cae_decoder"}),
-     ("dgan", {"dgan_generator", "dgan_discriminator"}),
-     ("ddgan", {"ddgan_generator", "ddgan_discriminator"})],
-)
-def test_a_module_step_updates_its_networks_only(model, fixed_batch, module, trained):
-    reconstruction = np.asarray(model.cae(fixed_batch))
-    degraded = np.asarray(model.dgan(reconstruction))
-    data = {"cae": (fixed_batch,),
-            "dgan": (reconstruction, np.asarray(model.degrader(fixed_batch))),
-            "ddgan": (degraded, fixed_batch)}[module]
-    before = snapshot(model)
-    logs = getattr(model, module).train_on_batch(*data, return_dict=True)
-    assert moved(model, before) == trained  # the CAE encoder only scores L_en in the GAN steps
-    assert logs and all(np.isfinite(value) for value in logs.values())
+def test_paper_order_trains_the_cae_then_the_dgan_then_the_ddgan(fixed_batch):
+    """Under the paper's order each epoch of a stage moves that module's networks only (its optimizers step, the
+    others' do not) and logs that module only; the modules before it run frozen to make its inputs."""
+    model = tiny_model(**PAPER_TRAINING)
+    schedule = model.make_schedule({**TRAINING["smoke"], **PAPER_TRAINING})
+    assert schedule.total_epochs == 3 * TRAINING["smoke"]["epochs"]
+    optimizers = {name: item for name, item in model.checkpoint_items().items() if name.endswith("optimizer")}
+    epochs = []
+
+    class Watch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.before = snapshot(model)
+            self.iterations = {name: int(optimizer.iterations) for name, optimizer in optimizers.items()}
+
+        def on_epoch_end(self, epoch, logs=None):
+            stepped = {name for name, optimizer in optimizers.items() if int(optimizer.iterations) > self.iterations[name]}
+            epochs.append((schedule.phase(epoch), moved(model, self.before), stepped, {key[:2] for key in logs}))
+
+    dataset = tf.data.Dataset.from_tensor_slices(fixed_batch).batch(4)  # two steps an epoch
+    model.fit(dataset, epochs=schedule.total_epochs, callbacks=[schedule, Watch()], verbose=0, shuffle=False)
+    assert [epoch[0] for epoch in epochs] == list(STAGES)
+    for (stage, moved_networks, stepped, prefixes), prefix in zip(epochs, ("m1", "m2", "m3")):
+        assert moved_networks == STAGE_NETWORKS[stage], stage
+        assert stepped == {name for name in optimizers if name.split("_")[0] == stage}, (stage, stepped)
+        assert prefixes == {prefix}, (stage, prefixes)
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_the_dgan_learns_degrade_x_paired_and_its_own_input_unpaired(fixed_batch, paired):
+    """quick's DGAN is paired (L_recon and L_en against degrade(x)); the paper's is not: eq. (1)-(2) compare its
+    output with its own input, the CAE reconstruction, and degrade(x) only reaches its discriminator as real."""
+    model = tiny_model(dgan_paired=paired)
+    reconstruction = model.cae(fixed_batch)
+    generated = model.dgan(reconstruction)  # before the step, as the step computes its losses
+    degraded = model.degrader(fixed_batch)
+    real_logits = model.dgan.discriminator(degraded)
+    target = degraded if paired else reconstruction
+    model.set_stage("dgan")
+    logs = model.train_on_batch(fixed_batch, return_dict=True)
+    assert logs["m2_recon_loss"] == pytest.approx(float(np.mean(np.abs(target - generated))), rel=1e-4)
+    encoder = model.cae.encoder
+    assert logs["m2_en_loss"] == pytest.approx(float(np.mean(np.abs(encoder(target) - encoder(generated)))), rel=1e-4)
+    assert logs["m2_d_real"] == pytest.approx(float(np.mean(real_logits)), rel=1e-4)
 
 
 def test_cascade_step_trains_every_network_with_its_own_optimizers(fixed_batch):
@@ -139,13 +192,17 @@ def test_losses_fall_on_a_fixed_batch(fixed_batch):
         assert last[name] < 0.7 * first[name], name
 
 
-def test_saves_and_loads_with_safe_mode(model, fixed_batch, tmp_path):
+@pytest.mark.parametrize("search", [None, SEARCH])
+def test_saves_and_loads_with_safe_mode(search, fixed_batch, tmp_path):
+    model = tiny_model(search)
     model.save(tmp_path / "cae_d_gan.keras")
     restored = keras.saving.load_model(tmp_path / "cae_d_gan.keras", safe_mode=True)
-    assert restored.get_config()["config"] == PRESETS["tiny"]
-    for (_, expected), (_, actual) in zip(model.score_pairs(fixed_batch).values(),
-                                          restored.score_pairs(fixed_batch).values()):
+    assert restored.get_config()["config"] == {**PRESETS["tiny"], **(search or {})}
+    assert (restored.code_search is None) == (search is None)
+    for (_, expected, expected_terms), (_, actual, terms) in zip(model.score_pairs(fixed_batch).values(),
+                                                                 restored.score_pairs(fixed_batch).values()):
         np.testing.assert_array_equal(actual, expected)
+        np.testing.assert_array_equal(terms["l1"], expected_terms["l1"])
 
 
 def test_checkpoint_items_restore_networks_and_optimizer_slots(model, fixed_batch, tmp_path):
@@ -158,10 +215,14 @@ def test_checkpoint_items_restore_networks_and_optimizer_slots(model, fixed_batc
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_schedule_is_one_phase_of_the_profiles_epochs(model):
+def test_schedules_quick_one_phase_and_paper_its_epochs_per_module_in_order(model):
+    schedule = model.make_schedule(TRAINING["quick"])
+    assert schedule.total_epochs == 30
+    assert {schedule.phase(epoch) for epoch in range(30)} == {"cascade"}
     schedule = model.make_schedule(TRAINING["paper"])
-    assert schedule.total_epochs == 50
-    assert {schedule.phase(epoch) for epoch in range(50)} == {"cascade"}
+    assert schedule.total_epochs == 150
+    assert [schedule.phase(epoch) for epoch in (0, 49, 50, 99, 100, 149)] == ["cae", "cae", "dgan", "dgan", "ddgan", "ddgan"]
+    assert schedule.representative_epochs() == {"cae": 0, "dgan": 50, "ddgan": 100}
 
 
 def test_paper_training_settings():
@@ -170,6 +231,65 @@ def test_paper_training_settings():
     assert (paper["lambda_recon"], paper["lambda_en"], paper["lambda_adv"]) == (50, 1, 1)
     for preset in PRESETS.values():
         validate_architecture(preset)
+
+
+def test_only_the_paper_profile_orders_unpairs_searches_and_scores_as_the_paper():
+    paper, quick, smoke = (resolve_config("cae_d_gan", "phantom", profile) for profile in ("paper", "quick", "smoke"))
+    assert (paper["training_order"], paper["dgan_paired"], paper["score"]) == ("sequential", False, "cae_d_gan")
+    assert paper["architecture"]["search_steps"] > 0 and paper["architecture"]["search_lr"] > 0
+    assert paper_score("cae_d_gan") == "cae_d_gan"  # the report's "paper's score" column
+    for config in (quick, smoke):  # joint, paired, error_zmax, no search: as before
+        assert config["score"] == "error_zmax"
+        assert not {"training_order", "dgan_paired"} & set(config)
+        assert "search_steps" not in config["architecture"]
+        assert CAEDGAN(config["architecture"]).code_search is None
+
+
+def test_the_code_search_lowers_the_reconstruction_error_and_changes_the_score(fixed_batch):
+    """With `search_steps` the CAE code is refined at inference from E(x) (§2.2): module 1's L1 error falls step
+    by step on average, the searched x̂1 feeds modules 2 and 3, and the detector's score differs from no search."""
+    plain, searching = trained_with_and_without_search(fixed_batch)
+    search = searching.code_search
+    assert isinstance(search, CodeSearch) and search.steps == SEARCH["search_steps"]
+    images = tf.constant(fixed_batch)
+
+    def l1_after(steps):
+        return np.mean(np.abs(fixed_batch - np.asarray(search.decoder(search.search(images, steps)))), axis=(1, 2, 3)) / 2
+
+    errors = np.array([l1_after(steps) for steps in range(search.steps + 1)])
+    np.testing.assert_allclose(errors[0], plain.score_pairs(images)["module_1"][2]["l1"], rtol=1e-5)  # starts at E(x)
+    assert np.all(np.diff(errors.mean(axis=1)) < 0), errors.mean(axis=1)
+    assert errors[-1].mean() < errors[0].mean()
+    pairs = searching.score_pairs(images)
+    np.testing.assert_allclose(pairs["module_1"][2]["l1"], errors[-1], rtol=1e-5)
+    np.testing.assert_allclose(pairs["module_2"][1], searching.dgan.generator(pairs["module_1"][1]), atol=1e-6)
+    np.testing.assert_allclose(pairs["module_3"][1], searching.ddgan.generator(pairs["module_2"][1]), atol=1e-6)
+    with_search = build_detector(searching, 32, score="cae_d_gan")(images)
+    without = build_detector(plain, 32, score="cae_d_gan")(images)
+    assert np.all(with_search["module_1_l1"] < without["module_1_l1"])
+    assert not np.allclose(with_search["score"], without["score"], atol=1e-4)
+    alone = build_detector(searching, 32, score="cae_d_gan")(images[2:3])  # per-image code and moments: no leakage
+    np.testing.assert_allclose(alone["score"][0], with_search["score"][2], rtol=1e-4, atol=1e-5)
+
+
+def test_model_keras_and_the_saved_model_reproduce_the_detector_with_the_search(fixed_batch, tmp_path):
+    """The calibrated, searching detector as evaluation scores it (scores.csv) and as deployed: model.keras
+    (safe_mode) and the SavedModel run the same search and give the same scores to 1e-3."""
+    _, searching = trained_with_and_without_search(fixed_batch)
+    detector = build_detector(searching, 32, score="cae_d_gan")
+    normals = tf.data.Dataset.from_tensor_slices(fixed_batch).batch(4)
+    calibrate(detector, normals, normals, 0.95)
+    raw = tf.cast(tf.round((tf.constant(fixed_batch) + 1.0) * 127.5), tf.uint8)
+    expected = detector(tf.cast(raw, tf.float32) / 127.5 - 1.0)  # what evaluation computes from the decoded files
+    deployed = ImageDetector(detector)
+    np.testing.assert_allclose(deployed(raw)["score"], expected["score"], rtol=1e-5, atol=1e-5)
+    deployed.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert [layer.steps for layer in loaded.detector.layers if isinstance(layer, CodeSearch)] == [SEARCH["search_steps"]]
+    serving = tf.saved_model.load(str(export_saved_model(deployed, tmp_path / "saved_model"))).signatures["serving_default"]
+    for outputs in (loaded(raw), serving(images=raw)):
+        for key in ("score", "module_1_score", "module_2_score", "module_3_score"):
+            np.testing.assert_allclose(outputs[key], expected[key], rtol=1e-3, atol=1e-3, err_msg=key)
 
 
 @pytest.mark.parametrize(

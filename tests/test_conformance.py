@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data.sources import DatasetError
+from data.collection import DatasetError
 from evaluation.evaluate import calibrate
 from evaluation.export import ImageDetector, export_saved_model
 from evaluation.scoring import build_detector

@@ -45,7 +45,7 @@ def test_pca_reconstruction_equals_sklearn_projection():
     normals, queries = normals_and_queries()
     pca = PCA(n_components=0.95).fit(normals.reshape(len(normals), -1))
     expected = pca.inverse_transform(pca.transform(queries.reshape(len(queries), -1)))
-    reference, reconstruction = fitted("pca", normals).score_pairs(queries)["pca"]
+    reference, reconstruction, _ = fitted("pca", normals).score_pairs(queries)["pca"]
     assert 1 < pca.n_components_ < len(normals)  # a real projection, neither trivial nor the identity
     np.testing.assert_allclose(np.asarray(reconstruction).reshape(len(queries), -1), expected, atol=1e-4)
     assert reference is queries

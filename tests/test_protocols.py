@@ -18,7 +18,7 @@ from data.protocols import (
     split_to_json,
     write_split,
 )
-from data.sources import DatasetError, ImageCollection
+from data.collection import DatasetError, ImageCollection
 from tests.test_layouts import write_pngs
 
 

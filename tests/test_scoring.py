@@ -19,6 +19,7 @@ from evaluation.scoring import (
     score_batches,
     smooth_error,
 )
+from models.base import ScorePair
 from models.improved_bigan import ImprovedBiGAN
 from models.layers import SqueezeExcite
 from models.losses import PIXELS_PM1_WEIGHTS, ReconstructionLoss
@@ -125,7 +126,7 @@ class TwoStageStandIn(keras.Model):
 
     def score_pairs(self, images):
         first = self.first(images)
-        return {"module_1": (images, first), "module_2": (images, self.second(first))}
+        return {"module_1": ScorePair(images, first), "module_2": ScorePair(images, self.second(first))}
 
 
 def test_cascade_detector_calibrates_each_module_and_averages_them(fixed_batch, tmp_path):

@@ -5,7 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from data.sources import DatasetError, load_dataset, resolve_data_dir, scan_files
+from data.collection import scan_files
+from data.sources import DatasetError, load_dataset, resolve_data_dir
 
 try:
     from PIL import Image
