@@ -8,10 +8,10 @@ import json
 import pathlib
 import platform
 import shlex
-import time
 import shutil
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -28,15 +28,23 @@ from evaluation.metrics import norm_quantile, quantile_support, threshold_rule
 from evaluation.report import REPORT_RUNS, dataset_label, summary_table, write_report, write_tensorboard_results
 from evaluation.scoring import build_detector
 from models.config import ConfigError
+from models.losses import PerceptualWeightsError
 from models.names import model_list
 from models.registry import FLOOR_NAMES, ModelNotAvailableError
 from training.callbacks import TrainingDivergedError
-from models.losses import PerceptualWeightsError
 from training.distribution import check_resume, make_strategy, worker_out
 from training.domains import RECOMMENDED, domain_defaults, domain_of
 from training.profiles import COMMON, OVERRIDABLE, applicable_overrides, resolve_config, scale_to_data
-from training.runs import (RunBusyError, latest_unfinished_run, locked, new_run_dir, set_state, setting_differences,
-                           trained, unfinished_runs)
+from training.runs import (
+    RunBusyError,
+    latest_unfinished_run,
+    locked,
+    new_run_dir,
+    set_state,
+    setting_differences,
+    trained,
+    unfinished_runs,
+)
 from training.trainer import compiled_model, fit, set_determinism
 
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130

@@ -18,8 +18,7 @@ import sys
 
 import checks
 from data.protocols import PROTOCOLS
-from data.sources import DATASET_NAMES, SOURCES, DatasetError, load_dataset, resolve_data_dir
-from data.sources import check_options
+from data.sources import DATASET_NAMES, SOURCES, DatasetError, check_options, load_dataset, resolve_data_dir
 from models.names import MODEL_NAMES, model_list
 from training.domains import recommendation_lines
 from training.names import PROFILE_NAMES, SCORE_NAMES, STRATEGIES
@@ -121,7 +120,8 @@ def add_training_arguments(parser):
     parser.add_argument("--mixed-precision", action="store_true", default=None,
                         help="bfloat16 compute inside the networks, float32 weights, losses, scores and exports")
     parser.add_argument("--score", help="score variant behind the score, threshold and exports: paper (0.7 MSE + "
-                        "0.3 (1-SSIM) on [0, 1]), mse_ssim (2.8 MSE + 0.3 (1-SSIM)), mse, error_zmax, latent (improved_bigan, ganomaly), feature, zenati_fm, "
+                        "0.3 (1-SSIM) on [0, 1]), mse_ssim (2.8 MSE + 0.3 (1-SSIM)), mse, error_zmax, "
+                        "latent (improved_bigan, ganomaly), feature, zenati_fm, "
                         "zenati_ce (bigan, egbad, efficient_gan), skip_ganomaly, anogan, knn; default per model and profile")
     parser.add_argument("--phantom-draw", choices=("test", "dev"),
                         help="phantom: `dev` is a separate draw for tuning; reported numbers use `test` (the default)")

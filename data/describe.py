@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import collections
 
-from data.protocols import Split
 from data.collection import ImageCollection, reason_lines
+from data.protocols import Split
 
 _MOST_COMMON = 5  # sizes and modes listed before "... and N more"
 _KIND = {0: "normal", 1: "abnormal"}

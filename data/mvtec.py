@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pathlib
 
-from data.layouts import contents, search_roots, subdirs
 from data.collection import (
     ClassFolder,
     DatasetError,
@@ -18,6 +17,7 @@ from data.collection import (
     collect_class_folders,
     reason_lines,
 )
+from data.layouts import contents, search_roots, subdirs
 
 CATEGORIES = (
     "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",

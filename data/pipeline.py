@@ -7,8 +7,8 @@ SavedModel all call it, so a deployed model sees exactly what the evaluated one 
 import keras
 import tensorflow as tf
 
-from data.decode import DECODERS, decode_file
 from checks import CHANNELS
+from data.decode import DECODERS, decode_file
 
 AUTOTUNE = tf.data.AUTOTUNE
 

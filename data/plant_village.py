@@ -14,7 +14,6 @@ import re
 
 import numpy as np
 
-from data.layouts import contents, normalise, search_roots, subdirs
 from data.collection import (
     ClassFolder,
     DatasetError,
@@ -23,6 +22,7 @@ from data.collection import (
     with_both_labels,
     with_duplicates,
 )
+from data.layouts import contents, normalise, search_roots, subdirs
 
 TFDS_NAME = "plant_village"
 TFDS_SIZE = 256  # PlantVillage's own size: in-memory images are stored at most this large

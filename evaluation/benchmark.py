@@ -256,7 +256,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per mode (after one warm-up epoch)")
-    parser.add_argument("--perceptual-weights", help="improved_bigan: 'none' (default) measures the networks alone; 'random' adds the cost of the VGG16 perceptual loss")
+    parser.add_argument("--perceptual-weights", help="improved_bigan: 'none' (default) measures the networks alone; "
+                        "'random' adds the cost of the VGG16 perceptual loss")
     parser.add_argument("--mixed-precision", action="store_true", help="bfloat16 compute (float32 weights and outputs)")
     parser.add_argument("--xla", choices=("auto", "on", "off"), default="auto")
     parser.add_argument("--predict", nargs="+", metavar=("RUN_DIR", "IMAGES"),

@@ -12,7 +12,6 @@ thread pool and resized to the model's input first (checked to score the same), 
 mix of sizes are scored in batches. TensorFlow is imported after the arguments are parsed, so `predict --help` is instant.
 """
 
-import argparse
 import collections
 import concurrent.futures
 import contextlib
@@ -23,8 +22,9 @@ import pathlib
 import re
 import sys
 
-import checks
 import numpy as np
+
+import checks
 
 EXIT_USAGE = 2  # run_experiments' code for bad usage or data
 # Overlay colours span anomaly-map values 0..OVERLAY_SCALE, one fixed scale so overlays of different images and calls

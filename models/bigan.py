@@ -18,7 +18,8 @@ A(x) = α·L_G + (1 − α)·L_D with α = 0.9 (the authors' code: weight 0.1 on
 AnoGAN paper") and the feature-matching or cross-entropy L_D. The three models differ only in their
 settings (docs/design.md, "Plain BiGAN family"): `egbad` and `efficient_gan` test with Zenati's
 averaged weights, `efficient_gan` at twice `egbad`'s input (CAE-D-GAN Table 2: 256×256 against 128×128; under
-`paper` on the chest X-rays only, the Improved BiGAN's datasets being 128×128 for every model); in `--profile paper` `egbad` defaults to `zenati_ce` and `efficient_gan` to `zenati_fm`.
+`paper` on the chest X-rays only, the Improved BiGAN's datasets being 128×128 for every model); in `--profile paper`
+`egbad` defaults to `zenati_ce` and `efficient_gan` to `zenati_fm`.
 """
 
 import keras

@@ -19,9 +19,19 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from models.config import ConfigError
-from models.layers import OUTPUT_DTYPE, GradientSearch, conv_act, conv_block, image_output, magnify_block, multi_kernel_block, residual_block, rrdb
 from models.base import AnomalyModel, Family, ScorePair
+from models.config import ConfigError
+from models.layers import (
+    OUTPUT_DTYPE,
+    GradientSearch,
+    conv_act,
+    conv_block,
+    image_output,
+    magnify_block,
+    multi_kernel_block,
+    residual_block,
+    rrdb,
+)
 from models.losses import hinge_discriminator_loss, hinge_generator_loss
 from models.schedule import SinglePhaseSchedule
 

@@ -11,12 +11,11 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from models.config import validate_conv_architecture
-from models.layers import OUTPUT_DTYPE, conv_block, image_output, pair_discriminator, up_block
 from models.base import AnomalyModel, Family, ScorePair
 from models.batchnorm import precise_batchnorm
-from models.losses import (PIXELS_PM1_WEIGHTS, RECONSTRUCTION_WEIGHTS, ReconstructionLoss, bigan_losses,
-                             build_perceptual_extractor)
+from models.config import validate_conv_architecture
+from models.layers import OUTPUT_DTYPE, conv_block, image_output, pair_discriminator, up_block
+from models.losses import PIXELS_PM1_WEIGHTS, RECONSTRUCTION_WEIGHTS, ReconstructionLoss, bigan_losses, build_perceptual_extractor
 from models.pair_game import PairAdversary
 from models.schedule import TwoPhaseSchedule
 

@@ -62,8 +62,8 @@ def build_perceptual_extractor(weights, image_size):
     """Frozen VGG16 up to PERCEPTUAL_LAYER, or None when weights == 'none'.
 
     `weights` is 'imagenet' (Keras' normal download and cache), 'none', a path to a VGG16
-    (no-top) weights file, or 'random' (untrained VGG16: only to measure its cost in benchmarks). A failed download stops the run: silently dropping a fifth
-    of the paper's loss would make results incomparable.
+    (no-top) weights file, or 'random' (untrained VGG16: only to measure its cost in benchmarks). A failed
+    download stops the run: silently dropping a fifth of the paper's loss would make results incomparable.
     """
     if weights == "none":
         return None

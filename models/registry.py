@@ -3,9 +3,9 @@
 Every model of models/names.py is registered; models.base says what each model class implements.
 """
 
+from checks import CHANNELS
 from models import anogan, autoencoders, bigan, cae_d_gan, floors, ganomaly, improved_bigan, vae, vq_vae
 from models.config import ConfigError
-from checks import CHANNELS
 from models.names import FLOOR_NAMES, MODEL_NAMES  # noqa: F401 (FLOOR_NAMES: re-exported for the callers)
 
 FAMILIES = {

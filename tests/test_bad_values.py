@@ -222,10 +222,10 @@ def test_every_subcommand_answers_help_and_the_top_help_names_them(command):
     """Issue 19: --describe / --download were flags that exit, and --help never mentioned predict."""
     answer = subprocess.run([sys.executable, "run_experiments.py", command, "--help"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
-    assert answer.returncode == 0 and answer.stdout.startswith(f"usage: run_experiments.py"), answer.stderr
+    assert answer.returncode == 0 and answer.stdout.startswith("usage: run_experiments.py"), answer.stderr
     assert command == "train" or f"run_experiments.py {command}" in answer.stdout.splitlines()[0]
     top = subprocess.run([sys.executable, "run_experiments.py", "--help"], cwd=REPO, capture_output=True, text=True)
-    assert f"{command}:" in top.stdout or f"[train|" in top.stdout.splitlines()[0]
+    assert f"{command}:" in top.stdout or "[train|" in top.stdout.splitlines()[0]
     assert all(f"{name}: " in top.stdout for name in run_experiments.SUBCOMMANDS if name != "train")
 
 

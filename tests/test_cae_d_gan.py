@@ -12,7 +12,14 @@ from evaluation.evaluate import calibrate
 from evaluation.export import ImageDetector, export_saved_model
 from evaluation.scoring import build_detector
 from models.cae_d_gan import (
-    CAEDGAN, PRESETS, STAGES, TRAINING, CodeSearch, build_ddgan_generator, build_dgan_generator, build_discriminator,
+    CAEDGAN,
+    PRESETS,
+    STAGES,
+    TRAINING,
+    CodeSearch,
+    build_ddgan_generator,
+    build_dgan_generator,
+    build_discriminator,
     validate_architecture,
 )
 from models.config import ConfigError

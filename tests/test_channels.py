@@ -18,7 +18,6 @@ from data.pipeline import to_model_input
 from models.config import ConfigError
 from tests.test_cli import read_scores
 
-
 # Tints of equal luma under tf.image.rgb_to_grayscale's weights (0.2989 R + 0.587 G + 0.114 B = 1): a slice tinted
 # either way has the same grayscale, so only a model that reads colour can tell them apart.
 WARM, COOL = (1.3, 0.92509, 0.6), (0.6, 1.08733, 1.6)

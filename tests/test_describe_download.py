@@ -11,7 +11,6 @@ import urllib.error
 
 import cv2
 import numpy as np
-
 import pytest
 
 import experiment

@@ -10,10 +10,10 @@ import tensorflow as tf
 
 from evaluation.scoring import build_detector, score_batches
 from models.bigan import BiGAN
-from models.registry import build_model
 from models.losses import bigan_losses
-from training.profiles import resolve_config
+from models.registry import build_model
 from tests.smoke_runs import check_saved_model_reproduces_scores_csv, smoke_runs_fixture
+from training.profiles import resolve_config
 
 MODELS = ("bigan", "egbad", "efficient_gan")
 NETWORKS = ("encoder", "generator", "discriminator")

@@ -7,8 +7,8 @@ import tensorflow as tf
 
 from models.improved_bigan import ImprovedBiGAN, build_discriminator, build_encoder, build_generator
 from models.losses import ReconstructionLoss
-from training.profiles import resolve_config
 from models.schedule import TwoPhaseSchedule
+from training.profiles import resolve_config
 
 
 def compiled(config, lr=1e-3):

@@ -22,7 +22,7 @@ def write_pngs(folder: pathlib.Path, n: int, names=None) -> list[str]:
     """`n` distinct 16x16 grayscale PNGs (distinct, so duplicate detection never groups them)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, name in enumerate(names or [f"{k:03d}.png" for k in range(n)]):
+    for name in names or [f"{k:03d}.png" for k in range(n)]:
         path = folder / name
         assert cv2.imwrite(str(path), _rng.integers(0, 256, (16, 16), dtype=np.uint8))
         paths.append(str(path))

@@ -15,8 +15,8 @@ import tensorflow as tf
 
 import run_experiments
 from data.decode import inspect_image
-from evaluation import predict as predict_module
 from data.phantom import make_phantom
+from evaluation import predict as predict_module
 from tests.test_cli import only_run, read_scores
 from tests.test_hostile_input import BAD, write_hostile_folder
 

@@ -5,6 +5,7 @@ import pytest
 
 import experiment
 import run_experiments
+from data.collection import DatasetError, ImageCollection
 from data.describe import describe
 from data.protocols import (
     NATIVE_TRAIN_ABNORMAL,
@@ -18,7 +19,6 @@ from data.protocols import (
     split_to_json,
     write_split,
 )
-from data.collection import DatasetError, ImageCollection
 from tests.test_layouts import write_pngs
 
 

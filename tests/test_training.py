@@ -9,9 +9,9 @@ import tensorflow as tf
 
 from evaluation.export import ImageDetector, export_saved_model
 from evaluation.scoring import build_detector
+from models.config import ConfigError
 from training.callbacks import TrainingDivergedError
 from training.checkpoints import PeriodicCheckpoint, TrainingCheckpoint
-from models.config import ConfigError
 from training.profiles import resolve_config
 from training.trainer import compiled_model, fit
 

@@ -11,8 +11,6 @@ import numpy as np
 import tensorflow as tf
 
 
-
-
 def error_heatmap(error_maps, vmax) -> np.ndarray:
     """Error maps [..., H, W] -> RGB uint8 [..., H, W, 3] with the inferno colour map on the scale [0, vmax]."""
     error_maps = np.asarray(error_maps, dtype=np.float32)

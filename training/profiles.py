@@ -9,10 +9,10 @@ import math
 
 from checks import MAX_PIXELS_PER_STEP, xla_problem
 from data.protocols import default_protocol, source_paper
-from models.config import ConfigError
 from models.base import score_variants
-from models.registry import FAMILIES, architecture, family
+from models.config import ConfigError
 from models.names import FLOOR_NAMES
+from models.registry import FAMILIES, architecture, family
 from training.domains import domain_defaults
 from training.names import PROFILE_NAMES
 
