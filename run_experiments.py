@@ -95,7 +95,7 @@ def add_data_arguments(parser, command):
 def add_training_arguments(parser):
     parser.add_argument("--model", default="improved_bigan", help=f"NAME[,NAME...] or 'all'; one of {', '.join(MODEL_NAMES)}")
     parser.add_argument("--epochs", type=EPOCHS,
-                        help=f"training epochs of single-phase models (cae_d_gan; {PROFILE_DEFAULT})")
+                        help=f"training epochs of single-phase models (cae_d_gan: per module under --profile paper; {PROFILE_DEFAULT})")
     parser.add_argument("--epochs-recon", type=PHASE_EPOCHS,
                         help=f"improved_bigan: phase-1 (reconstruction-only) epochs ({PROFILE_DEFAULT})")
     parser.add_argument("--epochs-adv", type=PHASE_EPOCHS,
