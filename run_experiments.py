@@ -122,7 +122,7 @@ def add_training_arguments(parser):
     parser.add_argument("--score", help="score variant behind the score, threshold and exports: paper (0.7 MSE + "
                         "0.3 (1-SSIM) on [0, 1]), mse_ssim (2.8 MSE + 0.3 (1-SSIM)), mse, error_zmax, "
                         "latent (improved_bigan, ganomaly), feature, zenati_fm, "
-                        "zenati_ce (bigan, egbad, efficient_gan), skip_ganomaly, anogan, knn; default per model and profile")
+                        "zenati_ce (bigan, egbad, efficient_gan), skip_ganomaly, anogan, cae_d_gan, knn; default per model and profile")
     parser.add_argument("--phantom-draw", choices=("test", "dev"),
                         help="phantom: `dev` is a separate draw for tuning; reported numbers use `test` (the default)")
     parser.add_argument("--min-updates", type=checks.bounded_int(0, checks.MAX_MIN_UPDATES),
