@@ -7,7 +7,7 @@ so an 8000x8000 scan never sits in memory at full size. The scan (`inspect_image
 decoder of each file and decodes it once with the same functions the pipeline uses, so every
 file that passes the scan decodes in training.
 
-Rules (SPEC section 9):
+Rules:
 - 8-bit images are divided by 255; deeper ones (16-bit PNG/TIFF, float TIFF) are scaled by
   their own min..max, because 12-bit medical scans stored as 16-bit would otherwise come out
   nearly black (tf.io's dtype=float32 divides by 65535).

@@ -1,4 +1,4 @@
-"""Class-folder layouts as the publishers ship them: brain MRI and the three chest X-ray sets (SPEC section 4).
+"""Class-folder layouts as the publishers ship them: brain MRI and the three chest X-ray sets.
 
 A layout is found in the data folder or one or two levels down (real downloads add unzip
 folders such as COVID-19_Radiography_Dataset/ or chest_xray/chest_xray/); the shallowest

@@ -1,4 +1,4 @@
-"""MVTec AD: one category at a time, with its own train/test split and ground-truth masks (SPEC section 4).
+"""MVTec AD: one category at a time, with its own train/test split and ground-truth masks.
 
 Layout as published: <category>/train/good/, <category>/test/{good,<defect>}/ and
 <category>/ground_truth/<defect>/<image>_mask.png. Any folder laid out like that counts as a

@@ -1,4 +1,4 @@
-"""Embedded synthetic brain MRI dataset: axial slices with ground-truth lesion masks (SPEC section 4).
+"""Embedded synthetic brain MRI dataset: axial slices with ground-truth lesion masks.
 
 Generated with numpy + OpenCV only, so tests, smoke runs and demos work offline. Every slice
 draws from its own random streams, derived from (seed, label, index) and split into anatomy,

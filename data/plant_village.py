@@ -1,4 +1,4 @@
-"""Plant Village: healthy leaves are normal, diseased leaves abnormal, per species or pooled (SPEC section 4).
+"""Plant Village: healthy leaves are normal, diseased leaves abnormal, per species or pooled.
 
 Local copies name class folders <Species>___<Condition> ("Tomato___Early_blight",
 "Pepper,_bell___healthy"); the Kaggle 'Plant Disease' copy shortens some to "Tomato_healthy" or

@@ -1,4 +1,4 @@
-"""Train / validation / test splits of the papers' protocols, and their split.json (SPEC section 4).
+"""Train / validation / test splits of the papers' protocols, and their split.json.
 
 - improved_bigan (Improved BiGAN section IV-B): normals 80/20 train/test, every abnormal in test; the
   paper applied it to brain MRI, MVTec AD and Plant Disease alike.
@@ -237,7 +237,7 @@ def _require(enough, protocol, collection) -> None:
 
 
 def split_to_json(collection: ImageCollection, split: Split) -> dict:
-    """The protocol, the exact file lists with labels, the test sets, and every file left out with the reason (SPEC 3)."""
+    """The protocol, the exact file lists with labels, the test sets, and every file left out with the reason."""
 
     def entries(indices):
         return [{"path": collection.ids[i], "label": int(collection.labels[i])} for i in indices]

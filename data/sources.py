@@ -1,4 +1,4 @@
-"""Dataset sources: find a dataset's images and labels on disk, or generate the phantom (SPEC section 4).
+"""Dataset sources: find a dataset's images and labels on disk, or generate the phantom.
 
 The published layouts live in one module per family (data.layouts for the class-folder sets,
 data.mvtec, data.plant_village); data.collection holds what they share. This module names the

@@ -22,7 +22,7 @@ SCORE_COLUMNS = ("score", "raw_score", "mse", "ssim_error", "error_zmax", "psnr"
 
 
 def calibrate(detector, reference_ds, validation_ds, quantile):
-    """Fix every module's score normalisation and the default threshold from normal images only (SPEC §4).
+    """Fix every module's score normalisation and the default threshold from normal images only.
 
     The per-pixel statistics of the z-map come from `reference_ds`, the training normals (many
     images, so a stable mean and std at every pixel); the term normalisation and the threshold from

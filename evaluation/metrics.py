@@ -1,4 +1,4 @@
-"""Image- and pixel-level metrics and decision thresholds (SPEC section 6).
+"""Image- and pixel-level metrics and decision thresholds.
 
 Thin wrappers around sklearn.metrics (and scipy.stats for the bootstrap) so every number in a
 report comes from a library implementation; this module only fixes conventions: label 1 =
@@ -90,7 +90,7 @@ def quantile_support(quantile: float) -> int:
 
 def validation_threshold(validation_scores: np.ndarray, quantile: float = 0.95) -> float:
     """Default decision threshold from validation-normal scores (no test label involved): their
-    `quantile`, i.e. ~5% of normals flagged at 0.95 (SPEC section 4, "Calibration"), or the normal fit
+    `quantile`, i.e. ~5% of normals flagged at 0.95, or the normal fit
     mean + z_q * std when there are too few of them for a quantile (`threshold_rule`)."""
     validation_scores = np.asarray(validation_scores, dtype=np.float64).ravel()
     if validation_scores.size == 0:

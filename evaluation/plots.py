@@ -1,4 +1,4 @@
-"""Diagnostic plots of a run (SPEC section 6), written as PNGs under a run's ``plots/``.
+"""Diagnostic plots of a run, written as PNGs under a run's ``plots/``.
 
 Each function draws one self-explanatory figure (title, axis labels, legend, the decision
 threshold marked and named), saves it, closes it, and returns the path. The report's two figures

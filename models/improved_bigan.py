@@ -38,7 +38,7 @@ PRESETS = {
     },
 }
 
-# Training settings per run profile (SPEC §2): `paper` is §III's schedule.
+# Training settings per run profile: `paper` is §III's schedule.
 TRAINING = {
     "paper": {"preset": "paper", "epochs_recon": 150, "epochs_adv": 500, "batch_size": 32, "lr": 2e-4,
               "perceptual_weights": "imagenet", "score": "paper",
