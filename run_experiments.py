@@ -44,7 +44,8 @@ SUBCOMMANDS = {
     "predict": "score new images with a trained run folder or SavedModel",
     "benchmark": "time training steps, predict or the data stage (speed and memory targets)",
 }
-DATA_COMMANDS = ("describe", "download")
+# The model a call trains without --model, and whose settings describe resolves the protocol with.
+DEFAULT_MODEL = "improved_bigan"
 
 
 def build_parser(command="train"):
@@ -70,7 +71,7 @@ def build_parser(command="train"):
                            help="comma-separated seeds, e.g. 0,1,2: one run each, then mean ± std in report.md")
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's own log lines and warnings (hidden otherwise)")
-    parser.set_defaults(action=command, model="improved_bigan", profile="quick", protocol=None, seed=None, seeds=None)
+    parser.set_defaults(action=command, model=DEFAULT_MODEL, profile="quick", protocol=None, seed=None, seeds=None)
     return parser
 
 
@@ -93,7 +94,7 @@ def add_data_arguments(parser, command):
 
 
 def add_training_arguments(parser):
-    parser.add_argument("--model", default="improved_bigan", help=f"NAME[,NAME...] or 'all'; one of {', '.join(MODEL_NAMES)}")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"NAME[,NAME...] or 'all'; one of {', '.join(MODEL_NAMES)}")
     parser.add_argument("--epochs", type=EPOCHS,
                         help=f"training epochs of single-phase models (cae_d_gan: per module under --profile paper; {PROFILE_DEFAULT})")
     parser.add_argument("--epochs-recon", type=PHASE_EPOCHS,

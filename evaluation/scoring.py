@@ -161,12 +161,11 @@ def build_detector(model, image_size, channels=1, score="paper"):
     for name, pair in pairs.items():
         scorer = AnomalyScorer(image_size, score, variants, name=scorer_name(name, len(pairs)), dtype="float32")
         terms = scorer(pair.reference, pair.reconstruction, pair.terms)
-        reconstruction = pair.reconstruction
         module_scores.append(terms["score"])
         if len(pairs) > 1:
             outputs.update({f"{name}_{key}": value for key, value in terms.items()})
     outputs.update({key: value for key, value in terms.items() if key != "score"})
-    outputs["reconstruction"] = reconstruction
+    outputs["reconstruction"] = pair.reconstruction  # the last module's
     outputs.update(ScoreCombiner(name="score_combiner", dtype="float32")(module_scores))
     return keras.Model(images, outputs, name="anomaly_detector")
 

@@ -78,8 +78,12 @@ class Autoencoder(AnomalyModel):
     def configure(self, run_config):
         self.take_settings(run_config)
         self.compile()
-        self.autoencoder_optimizer = self.adam(run_config, self.autoencoder_variables)
+        self.autoencoder_optimizer = self.adam(run_config, self.autoencoder_variables, **self.adam_options(run_config))
         self.start_trackers(self.LOSS_TERMS)
+
+    def adam_options(self, run_config):
+        """Adam options beyond the run's lr and betas (a BiGAN's weight averaging); none here."""
+        return {}
 
     @property
     def autoencoder_variables(self):

@@ -107,14 +107,15 @@ class BiGAN(PairAdversary, Autoencoder):
         return self.discriminator([images, latent], training=True)[0]
 
     def configure(self, run_config):
-        """Adam for E+G (the base's `autoencoder_optimizer`) and for D, the same settings, with weight averaging
-        when `ema_momentum` is set."""
+        """Adam for E+G (the base's `autoencoder_optimizer`) and for D, the same settings."""
+        super().configure(run_config)
+        self.discriminator_optimizer = self.adam(run_config, self.discriminator.trainable_variables,
+                                                 **self.adam_options(run_config))
+
+    def adam_options(self, run_config):
+        """Weight averaging when `ema_momentum` is set (Zenati et al. test with the averaged weights)."""
         ema = run_config.get("ema_momentum")
-        averaging = {"use_ema": bool(ema), "ema_momentum": ema or 0.99}
-        self.compile()
-        self.autoencoder_optimizer = self.adam(run_config, self.autoencoder_variables, **averaging)
-        self.discriminator_optimizer = self.adam(run_config, self.discriminator.trainable_variables, **averaging)
-        self.start_trackers(self.LOSS_TERMS)
+        return {"use_ema": bool(ema), "ema_momentum": ema or 0.99}
 
     def make_schedule(self, run_config):
         return SinglePhaseSchedule(run_config["epochs"], "adversarial")
