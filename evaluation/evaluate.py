@@ -109,8 +109,8 @@ def evaluate(detector, collection, split, batch_size, run_dir, history, threshol
     metrics.update(extra_metrics or {})
     if started is not None:
         metrics["minutes"] = (time.perf_counter() - started) / 60
-    extra_columns = module_columns + [c for columns in variant_columns.values() for c in columns]
-    _write_scores(run_dir / "scores.csv", [collection.ids[i] for i in test], labels, outputs, threshold, extra_columns)
+    columns = [c for c in SCORE_COLUMNS if c in outputs] + module_columns + [c for cs in variant_columns.values() for c in cs]
+    _write_scores(run_dir / "scores.csv", [collection.ids[i] for i in test], labels, outputs, threshold, columns)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     _write_plots(detector, run_dir / "plots", collection, test, outputs["score"], threshold, threshold_label, masks,
                  history, per_class)
@@ -137,7 +137,8 @@ def _test_set_metrics(labels, outputs, threshold, module_columns):
     metrics["oracle_threshold"], metrics["oracle_accuracy"] = oracle_threshold(labels, outputs["score"])
     # The sweep's best can be "flag every image" (accuracy = the abnormal share): say so wherever it is shown.
     metrics["oracle_flags_all"] = bool(np.all(outputs["score"] >= metrics["oracle_threshold"]))
-    metrics.update(reconstruction_quality(outputs["psnr"], 1.0 - outputs["ssim_error"], labels))
+    if "psnr" in outputs:  # a model that rebuilds its input
+        metrics.update(reconstruction_quality(outputs["psnr"], 1.0 - outputs["ssim_error"], labels))
     if module_columns:
         metrics["module_auroc"] = {
             column.removesuffix("_score"): auroc(labels, outputs[column]) for column in module_columns
@@ -162,10 +163,9 @@ def _per_class_auroc(classes, labels, scores):
     }
 
 
-def _write_scores(path, ids, labels, outputs, threshold, extra_columns):
+def _write_scores(path, ids, labels, outputs, threshold, columns):
     """One row per test image; `is_anomalous` (score >= threshold) is the exported model's verdict, and the
     threshold is repeated on every row so the file reads on its own."""
-    columns = SCORE_COLUMNS + tuple(extra_columns)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "label", "is_anomalous", "threshold", *columns])
@@ -186,8 +186,9 @@ def _write_plots(detector, directory, collection, test_indices, scores, threshol
         # Decode only the chosen examples, not the whole test set again.
         images = next(iter(detector_images(detector, collection, test_indices[chosen], len(chosen))))
         outputs = detector(images, training=False)
+        reconstructions = np.asarray(outputs["reconstruction"]) if "reconstruction" in outputs else None
         plots.plot_error_grid(
-            images, np.asarray(outputs["reconstruction"]), np.asarray(outputs["anomaly_map"]),
+            images, reconstructions, np.asarray(outputs["anomaly_map"]),
             labels[chosen], scores[chosen], directory / "error_grid.png",
             masks=None if masks is None else masks[chosen], per_class=per_class,
         )

@@ -60,9 +60,10 @@ class ImageDetector(keras.Model):
         names = [*SERVING_OUTPUTS, *(
             f"{prefix}{name}" for _, prefix in module_scorers(self.detector).values() if prefix for name in MODULE_OUTPUTS
         )]
-        outputs = {name: outputs[name] for name in names}
-        reconstruction = outputs["reconstruction"][..., 0] if channels == 1 else outputs["reconstruction"]
-        outputs["reconstruction"] = (reconstruction + 1.0) / 2.0  # grey [N, S, S] as before, colour [N, S, S, 3]
+        outputs = {name: outputs[name] for name in names if name in outputs}  # a map-only model has no reconstruction
+        if "reconstruction" in outputs:
+            reconstruction = outputs["reconstruction"][..., 0] if channels == 1 else outputs["reconstruction"]
+            outputs["reconstruction"] = (reconstruction + 1.0) / 2.0  # grey [N, S, S] as before, colour [N, S, S, 3]
         threshold = self.detector.get_layer("score_combiner").threshold
         outputs["threshold"] = tf.fill(tf.shape(outputs["score"]), tf.cast(threshold, tf.float32))
         return outputs
@@ -83,7 +84,8 @@ def export_saved_model(image_detector, path):
     standardised per pixel by the training normals), anomaly_map (the localisation map: smoothed
     error relative to the normals' typical error there), reconstruction (in [0, 1]; [N, S, S], or
     [N, S, S, 3] for a colour model), and the
-    score's raw components mse and ssim_error; a cascade also returns each module's
+    score's raw components mse and ssim_error (a model that predicts its anomaly map, e.g. patchcore, has no
+    reconstruction, mse or ssim_error: its error_map is its own map); a cascade also returns each module's
     `<module>_score`, `<module>_mse`, `<module>_ssim_error` and `<module>_error_zmax`.
     """
     archive = keras.export.ExportArchive()

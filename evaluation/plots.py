@@ -250,29 +250,33 @@ def error_overlay(image, error_map, error_scale, mask=None) -> tuple[np.ndarray,
 
 
 def plot_error_grid(images, reconstructions, error_maps, labels, scores, path, masks=None, per_class=4) -> Path:
-    """Input | reconstruction | anomaly heat map | overlay, one row per example.
+    """Input | reconstruction | anomaly heat map | overlay, one row per example (no reconstruction column for a
+    model that predicts its map without rebuilding the image: `reconstructions` None).
 
     Examples: up to `per_class` normal then up to `per_class` abnormal images, evenly spaced by
     score within each class (lowest, typical and highest scores), so the grid shows neither only
     the easy nor only the extreme cases. Heat maps share one scale (the largest error in the grid)
     so colours compare across rows; ground-truth masks, when given, are outlined in green.
     """
-    images, reconstructions, error_maps = map(_stack_2d, (images, reconstructions, error_maps))
+    columns = GRID_COLUMNS if reconstructions is not None else tuple(c for c in GRID_COLUMNS if c != "reconstruction")
+    images, error_maps = _stack_2d(images), _stack_2d(error_maps)
+    reconstructions = None if reconstructions is None else _stack_2d(reconstructions)
     labels, scores = _as_arrays(labels, scores)
     chosen = select_examples(labels, scores, per_class)
     if chosen.size == 0:
         raise ValueError("No images to plot; the error grid needs at least one scored image.")
     error_scale = float(error_maps[chosen].max()) or 1.0
 
-    fig, axes = plt.subplots(len(chosen), len(GRID_COLUMNS), squeeze=False, layout="constrained",
-                             figsize=(1.7 * len(GRID_COLUMNS) + 1.2, 1.7 * len(chosen) + 0.6))
+    fig, axes = plt.subplots(len(chosen), len(columns), squeeze=False, layout="constrained",
+                             figsize=(1.7 * len(columns) + 1.2, 1.7 * len(chosen) + 0.6))
     for row, index in zip(axes, chosen):
         mask = None if masks is None else np.asarray(masks[index])
         heat, overlay = error_overlay(images[index], error_maps[index], error_scale, mask)
         _show_image(row[0], images[index])
-        _show_image(row[1], reconstructions[index])
-        row[2].imshow(heat)
-        row[3].imshow(overlay)
+        if reconstructions is not None:
+            _show_image(row[1], reconstructions[index])
+        row[-2].imshow(heat)
+        row[-1].imshow(overlay)
         name = "abnormal" if labels[index] else "normal"
         row[0].set_ylabel(f"{name}\nscore {scores[index]:.3g}", fontsize=9,
                           color=ABNORMAL_COLOUR if labels[index] else NORMAL_COLOUR)
@@ -280,14 +284,15 @@ def plot_error_grid(images, reconstructions, error_maps, labels, scores, path, m
             ax.set_xticks([])
             ax.set_yticks([])
     overlay_title = "overlay\n(green: true anomaly)" if masks is not None else "overlay"
-    for ax, title in zip(axes[0], (*GRID_COLUMNS[:3], overlay_title)):
+    for ax, title in zip(axes[0], (*columns[:-1], overlay_title)):
         ax.set_title(title, fontsize=9)
     colourbar = fig.colorbar(
         plt.cm.ScalarMappable(norm=mcolors.Normalize(0, error_scale), cmap="inferno"),
         ax=axes, shrink=min(1.0, 4.0 / len(chosen)),
     )
     colourbar.set_label("error ÷ normals' typical error there (one scale for all rows)", fontsize=8)
-    fig.suptitle("Reconstructions and anomaly maps (examples spread by score)", fontsize=10)
+    fig.suptitle(("Reconstructions and anomaly maps" if reconstructions is not None else "Anomaly maps")
+                 + " (examples spread by score)", fontsize=10)
     return _save(fig, path)
 
 

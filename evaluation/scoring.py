@@ -14,9 +14,9 @@ import tensorflow as tf
 from keras import layers
 
 from models.base import COMMON_VARIANTS, score_variants
+from models.layers import gaussian_smooth
 from models.losses import ssim
 
-_IMAGE_TERMS = ("mse", "ssim_error", "error_zmax")
 ERROR_SMOOTHING_SIGMA = 1.0  # pixels: one-pixel noise is not a lesion
 # The localisation map (`anomaly_map`: pixel AUROC, heat maps): the error smoothed at σ = 2 px,
 # divided by where normals typically err there (the training normals' mean smoothed error) plus half
@@ -27,13 +27,8 @@ ANOMALY_MAP_DAMPING = 0.5
 
 
 def smooth_error(error_maps, sigma=ERROR_SMOOTHING_SIGMA):
-    """[N, H, W] |x − x̂| -> Gaussian-smoothed (separable, taps to 2σ each side, SAME)."""
-    radius = max(1, round(2 * sigma))
-    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    taps = tf.constant(taps / taps.sum(), tf.float32)
-    maps = tf.convert_to_tensor(error_maps, tf.float32)[..., None]
-    maps = tf.nn.conv2d(maps, tf.reshape(taps, (-1, 1, 1, 1)), 1, "SAME")
-    return tf.nn.conv2d(maps, tf.reshape(taps, (1, -1, 1, 1)), 1, "SAME")[..., 0]
+    """[N, H, W] |x − x̂| (or a model's own anomaly map) -> Gaussian-smoothed (models.layers.gaussian_smooth)."""
+    return gaussian_smooth(error_maps, sigma)
 
 
 @keras.saving.register_keras_serializable(package="bigan_ad")
@@ -72,28 +67,32 @@ class AnomalyScorer(layers.Layer):
     def _stat(self, name, value, shape=()):
         return self.add_weight(name=name, shape=shape, initializer=keras.initializers.Constant(value), trainable=False)
 
-    def call(self, references, reconstructions, extra_terms=None):
-        references = tf.cast(references, tf.float32)
-        reconstructions = tf.cast(reconstructions, tf.float32)
-        difference = references - reconstructions
-        error_map = tf.reduce_mean(tf.abs(difference), axis=-1)
+    def call(self, references, reconstructions=None, extra_terms=None, predicted_map=None):
+        """`predicted_map`, a model's own anomaly map, takes the place of |x − x̂| as the error map (models.base.ScorePair);
+        without a reconstruction there are no reconstruction terms (mse, ssim_error, psnr)."""
+        terms = {}
+        if reconstructions is not None:
+            references = tf.cast(references, tf.float32)
+            reconstructions = tf.cast(reconstructions, tf.float32)
+            difference = references - reconstructions
+            terms["mse"] = tf.reduce_mean(tf.square(difference / 2.0), axis=[1, 2, 3])  # on [0, 1] intensities
+            terms["ssim_error"] = 1.0 - ssim(references, reconstructions)
+        error_map = (tf.reduce_mean(tf.abs(difference), axis=-1) if predicted_map is None
+                     else tf.cast(predicted_map, tf.float32))
         z_map = (smooth_error(error_map) - self.pixel_mean) / self.pixel_std
-        terms = {
-            "mse": tf.reduce_mean(tf.square(difference / 2.0), axis=[1, 2, 3]),  # on [0, 1] intensities
-            "ssim_error": 1.0 - ssim(references, reconstructions),
-            "error_zmax": tf.reduce_max(z_map, axis=[1, 2]),
-            **{name: tf.cast(value, tf.float32) for name, value in (extra_terms or {}).items()},
-        }
+        terms["error_zmax"] = tf.reduce_max(z_map, axis=[1, 2])
+        terms.update({name: tf.cast(value, tf.float32) for name, value in (extra_terms or {}).items()})
         variants = {
             f"score_{name}": (variant_raw(terms, weights) - self.stats[name][0]) / self.stats[name][1]
             for name, weights in self.variants.items()
         }
+        quality = {} if reconstructions is None else {"psnr": tf.image.psnr(references, reconstructions, max_val=2.0)}
         return {
             "score": variants[f"score_{self.score}"],
             "raw_score": variant_raw(terms, self.variants[self.score]),
             **variants,
             **terms,
-            "psnr": tf.image.psnr(references, reconstructions, max_val=2.0),
+            **quality,
             "error_map": error_map,
             "z_map": z_map,
             "anomaly_map": smooth_error(error_map, ANOMALY_MAP_SIGMA) / self.typical_error,
@@ -120,7 +119,7 @@ class AnomalyScorer(layers.Layer):
     @property
     def terms(self):
         """The raw terms the variants need (what calibration must collect)."""
-        return sorted({term for weights in self.variants.values() for term in weights} | set(_IMAGE_TERMS))
+        return sorted({term for weights in self.variants.values() for term in weights})
 
     def get_config(self):
         return {**super().get_config(), "image_size": self.image_size, "score": self.score, "variants": self.variants}
@@ -160,12 +159,14 @@ def build_detector(model, image_size, channels=1, score="paper"):
     outputs, module_scores = {}, []
     for name, pair in pairs.items():
         scorer = AnomalyScorer(image_size, score, variants, name=scorer_name(name, len(pairs)), dtype="float32")
-        terms = scorer(pair.reference, pair.reconstruction, pair.terms)
+        terms = scorer(pair.reference, reconstructions=pair.reconstruction, extra_terms=pair.terms,
+                       predicted_map=pair.anomaly_map)
         module_scores.append(terms["score"])
         if len(pairs) > 1:
             outputs.update({f"{name}_{key}": value for key, value in terms.items()})
     outputs.update({key: value for key, value in terms.items() if key != "score"})
-    outputs["reconstruction"] = pair.reconstruction  # the last module's
+    if pair.reconstruction is not None:
+        outputs["reconstruction"] = pair.reconstruction  # the last module's
     outputs.update(ScoreCombiner(name="score_combiner", dtype="float32")(module_scores))
     return keras.Model(images, outputs, name="anomaly_detector")
 
@@ -191,10 +192,16 @@ def module_scorers(detector):
 
 
 def score_batches(detector, dataset, keep=("score", "mse", "ssim_error", "psnr")):
-    """Run the detector over a batched dataset and concatenate the requested outputs as numpy arrays."""
-    collected = {name: [] for name in keep}
+    """Run the detector over a batched dataset and concatenate the requested outputs it has as numpy arrays
+    (a model without a reconstruction has no mse, ssim_error or psnr)."""
+    collected = {name: [] for name in keep if name in detector_outputs(detector)}
     for batch in dataset:
         outputs = detector(batch, training=False)
-        for name in keep:
-            collected[name].append(np.asarray(outputs[name]))
+        for name, parts in collected.items():
+            parts.append(np.asarray(outputs[name]))
     return {name: np.concatenate(parts) for name, parts in collected.items()}
+
+
+def detector_outputs(detector):
+    """The names of a detector's outputs (a functional model with a dict of outputs)."""
+    return set(detector.output)

@@ -22,17 +22,26 @@ import dataclasses
 import typing
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from data.collection import DatasetError
 from models.schedule import SinglePhaseSchedule
 
 
 class ScorePair(typing.NamedTuple):
-    """What one module of a model offers for scoring: the image it rebuilt, its rebuild, and per-image terms."""
+    """What one module of a model offers for scoring: its input, its rebuild, per-image terms, and its own map.
+
+    A module that predicts where an image is anomalous (a memory bank's patch distances, a segmentation head)
+    gives `anomaly_map` ([N, S, S] at the input size, higher = more anomalous); it then enters scoring where
+    the reconstruction error |x − x̂| enters otherwise (evaluation.scoring: one mechanism for both). A module
+    with a map may have no reconstruction (`None`): it then has no reconstruction terms (mse, ssim_error).
+    """
 
     reference: typing.Any
     reconstruction: typing.Any
     terms: dict | None = None  # {term name: [N] values}, e.g. a latent distance; score variants weight them
+    anomaly_map: typing.Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,9 +72,14 @@ COMMON_VARIANTS = {
 }
 
 
+RECONSTRUCTION_TERMS = ("mse", "ssim_error")  # the terms only a model that rebuilds its input has
+
+
 def score_variants(model):
-    """Every score variant a model (or model class) supports: the common ones and its own."""
-    return {**COMMON_VARIANTS, **getattr(model, "score_variants", {})}
+    """Every score variant a model (or model class) supports: the common ones it has the terms for, and its own."""
+    common = {name: weights for name, weights in COMMON_VARIANTS.items()
+              if getattr(model, "reconstructs", True) or not set(weights) & set(RECONSTRUCTION_TERMS)}
+    return {**common, **getattr(model, "score_variants", {})}
 
 
 def replica_gradients(tape, loss, variables):
@@ -86,6 +100,7 @@ class AnomalyModel(keras.Model):
     SETTINGS = ()  # run settings the model reads at training time (e.g. a VQ-VAE's commitment cost)
     progress_logs = ()  # the logs on the console's epoch line (training.callbacks.ProgressLine); () = all
     score_variants = {}
+    reconstructs = True  # False: its ScorePairs carry an anomaly_map and no reconstruction (e.g. PatchCore)
 
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
@@ -165,6 +180,12 @@ class FittedModel(AnomalyModel):
 
     def fit_normals(self, dataset):
         raise NotImplementedError
+
+    def require_finite(self, normals):
+        """Refuse non-finite training normals: a fit on them would make every score meaningless, silently."""
+        if not np.isfinite(normals).all():
+            raise DatasetError(f"{self.name}: the training normals hold non-finite values (NaN or inf); "
+                               "fitting on them would make every score meaningless.")
 
     def train_step(self, data):
         raise TypeError(f"{self.name} is fitted in one pass by fit_normals, not trained by steps.")

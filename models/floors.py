@@ -18,7 +18,6 @@ import tensorflow as tf
 from keras import layers
 from sklearn.decomposition import PCA
 
-from data.collection import DatasetError
 from models.base import Family, FittedModel, ScorePair
 from models.config import ConfigError
 
@@ -62,9 +61,7 @@ class NormalsFloor(FittedModel):
         if not batches:
             raise ConfigError(f"{self.name} needs at least one training normal.")
         normals = np.concatenate(batches)
-        if not np.isfinite(normals).all():  # the kNN would otherwise fit NaN distances silently
-            raise DatasetError(f"{self.name}: the training normals hold non-finite values (NaN or inf); "
-                               "fitting on them would make every score meaningless.")
+        self.require_finite(normals)  # the kNN would otherwise fit NaN distances silently
         self._fit(normals)
 
 

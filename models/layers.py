@@ -1,6 +1,7 @@
 """Building blocks shared by every model family (one place, no copies)."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers
 
@@ -281,3 +282,14 @@ class GradientSearch(layers.Layer):
     def from_config(cls, config):
         networks = {name: keras.saving.deserialize_keras_object(config.pop(name)) for name in cls.networks}
         return cls(**networks, **config)
+
+
+def gaussian_smooth(maps, sigma):
+    """[N, H, W] maps -> Gaussian-smoothed (separable, taps to 2σ each side, SAME): error maps and predicted
+    anomaly maps alike (evaluation.scoring, models.patchcore)."""
+    radius = max(1, round(2 * sigma))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps = tf.constant(taps / taps.sum(), tf.float32)
+    maps = tf.convert_to_tensor(maps, tf.float32)[..., None]
+    maps = tf.nn.conv2d(maps, tf.reshape(taps, (-1, 1, 1, 1)), 1, "SAME")
+    return tf.nn.conv2d(maps, tf.reshape(taps, (1, -1, 1, 1)), 1, "SAME")[..., 0]

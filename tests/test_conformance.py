@@ -12,7 +12,8 @@ from data.collection import DatasetError
 from evaluation.evaluate import calibrate
 from evaluation.export import ImageDetector, export_saved_model
 from evaluation.scoring import build_detector
-from models.registry import FAMILIES, FLOOR_NAMES
+from models.base import FittedModel
+from models.registry import FAMILIES
 from training.callbacks import TrainingDivergedError
 from training.profiles import resolve_config
 from training.trainer import compiled_model, fit
@@ -36,7 +37,7 @@ def float32_afterwards():
 def test_every_model_keeps_the_contract(name, fixed_batch, tmp_path, float32_afterwards):
     config = resolve_config(name, "phantom", "smoke")
     model = compiled_model(config)
-    is_floor = name in FLOOR_NAMES
+    fitted = isinstance(model, FittedModel)  # the floors and patchcore: one pass over the normals, no epochs
     networks = {key: item for key, item in model.checkpoint_items().items() if isinstance(item, keras.layers.Layer)}
     before = {key: values(network.weights) for key, network in networks.items()}
 
@@ -48,7 +49,7 @@ def test_every_model_keeps_the_contract(name, fixed_batch, tmp_path, float32_aft
         assert any(not np.array_equal(before[key][path], after[path]) for path in after), f"{key} did not change"
     checkpointed = {variable.path for network in networks.values() for variable in network.weights}
     assert {variable.path for variable in model.trainable_variables} <= checkpointed
-    assert is_floor or history and all(np.isfinite(value) for record in history for key, value in record.items()
+    assert fitted or history and all(np.isfinite(value) for record in history for key, value in record.items()
                                        if key not in ("epoch", "phase"))
 
     # 3-4. The calibrated detector reloads from model.keras (safe_mode) to identical outputs, and the SavedModel
@@ -59,7 +60,7 @@ def test_every_model_keeps_the_contract(name, fixed_batch, tmp_path, float32_aft
     detector.save(tmp_path / "detector.keras")
     restored = keras.saving.load_model(tmp_path / "detector.keras", safe_mode=True)
     reloaded = restored(fixed_batch, training=False)
-    for key in ("score", "reconstruction", "anomaly_map"):
+    for key in ("score", "anomaly_map", *(["reconstruction"] if model.reconstructs else [])):
         np.testing.assert_allclose(reloaded[key], outputs[key], atol=1e-6, err_msg=key)
     export_saved_model(ImageDetector(restored), tmp_path / "saved_model")
     served = tf.saved_model.load(str(tmp_path / "saved_model")).signatures["serving_float"](
@@ -71,7 +72,7 @@ def test_every_model_keeps_the_contract(name, fixed_batch, tmp_path, float32_aft
     colour = np.concatenate([fixed_batch, -fixed_batch, np.roll(fixed_batch, 8, axis=2)], axis=-1)
     mixed_config = resolve_config(name, "phantom", "smoke", mixed_precision=True, channels=3)
     mixed = compiled_model(mixed_config)
-    if is_floor:
+    if fitted:
         mixed.fit_normals(batches(colour))
     else:
         layers = [layer for item in mixed.checkpoint_items().values() if isinstance(item, keras.Model)
@@ -90,7 +91,7 @@ def test_every_model_keeps_the_contract(name, fixed_batch, tmp_path, float32_aft
     poisoned = fixed_batch.copy()
     poisoned[:, 0, 0, 0] = np.nan
     (tmp_path / "diverged").mkdir()
-    if is_floor:
+    if fitted:
         with pytest.raises(DatasetError, match="non-finite"):
             model.fit_normals(batches(poisoned))
     else:  # the trained model again (its train functions are traced already), from epoch 0 in a new folder

@@ -38,9 +38,10 @@ DATA = {
 OVERRIDABLE = (
     "epochs", "epochs_recon", "epochs_adv", "batch_size", "lr", "perceptual_weights", "image_size", "latent_dim", "xla",
     "mixed_precision", "strategy", "score", "phantom_draw", "min_updates", "deterministic", "lr_schedule", "channels",
+    "backbone", "backbone_weights", "coreset_ratio",
 )
 _EPOCH_KEYS = ("epochs", "epochs_recon", "epochs_adv")
-_ARCHITECTURE_KEYS = ("image_size", "latent_dim", "channels")
+_ARCHITECTURE_KEYS = ("image_size", "latent_dim", "channels", "backbone")
 
 
 def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None, **overrides):
