@@ -13,6 +13,7 @@ from evaluation.metrics import (
     classification_metrics,
     oracle_threshold,
     pixel_auroc,
+    pro_auc,
     reconstruction_quality,
     validation_threshold,
 )
@@ -97,6 +98,7 @@ def evaluate(detector, collection, split, batch_size, run_dir, history, threshol
         metrics["pixel_auroc"] = pixel_auroc(masks, outputs["anomaly_map"])
         metrics["pixel_auroc_raw_error"] = pixel_auroc(masks, outputs["error_map"])
         metrics["pixel_auroc_z_map"] = pixel_auroc(masks, outputs["z_map"])
+        metrics["pro"] = pro_auc(masks, outputs["anomaly_map"])
     if collection.classes is not None:
         metrics["per_defect"] = _per_class_auroc([collection.classes[i] for i in test], labels, outputs["score"])
     subsets = {name: np.isin(test, indices) for name, indices in split.test_sets.items()}  # masks over split.test

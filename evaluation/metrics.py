@@ -8,7 +8,7 @@ anomalous, higher score = more anomalous, and an image is flagged when ``score >
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
+from scipy import ndimage, stats
 from sklearn import metrics as skm
 
 # Candidate thresholds of the papers' sweep on min-max-normalised scores (CAE-D-GAN, Fig. 2).
@@ -169,6 +169,71 @@ def pixel_auroc(masks: np.ndarray, error_maps: np.ndarray) -> float:
     if not _has_both_classes(pixel_labels):
         return float("nan")
     return float(skm.roc_auc_score(pixel_labels, error_maps.ravel()))
+
+
+PRO_THRESHOLDS = 1000  # FPR grid points of `pro_auc` between 0 and max_fpr
+# 8-connected within each image, never across images: labelling the stack [N, S, S] in one call.
+_IMAGE_PLANE_8_CONNECTED = np.pad(np.ones((1, 3, 3), bool), ((1, 1), (0, 0), (0, 0)))
+
+
+def pro_auc(masks: np.ndarray, anomaly_maps: np.ndarray, max_fpr: float = 0.3) -> float:
+    """Area under the per-region-overlap (PRO) vs false-positive-rate curve for FPR in [0, max_fpr], divided by
+    max_fpr (MVTec AD, Bergmann et al. 2021): 1.0 for a perfect map, about max_fpr / 2 for a random one.
+
+    Unlike pixel AUROC, every ground-truth region (8-connected component of a mask) weighs the same whatever its
+    size, so a missed small defect is not hidden by a found large one. A pixel is flagged when score >= threshold;
+    the FPR is over the normal area (mask == 0) of all images. Thresholds: the normal-area scores at
+    PRO_THRESHOLDS evenly spaced FPRs (ties give the exact FPR, not the target), plus one just above them all
+    (FPR 0); the curve is interpolated linearly at max_fpr and integrated by the trapezoid rule.
+    Memory beyond the inputs (float32 maps; others are copied to float32 first): a bool mask and a transient int32
+    label image of all pixels, one float32 copy of the normal-area scores (sorted in place), and 20 bytes per
+    anomalous pixel (score, threshold index, weight); about 240 MB and 0.6 s for 542 x 224 x 224 with 3 % defects.
+    nan if no pixel is anomalous or none is normal.
+    """
+    masks = np.asarray(masks)
+    anomaly_maps = np.asarray(anomaly_maps, dtype=np.float32)
+    if masks.shape != anomaly_maps.shape or masks.ndim != 3:
+        raise ValueError(f"Masks have shape {masks.shape} but anomaly maps {anomaly_maps.shape}; both must be "
+                         "[images, height, width] at the map's resolution (resize the masks first).")
+    if not 0 < max_fpr <= 1:
+        raise ValueError(f"max_fpr must be in (0, 1], got {max_fpr}.")
+    anomalous = masks > 0
+    normal_scores = anomaly_maps[~anomalous]
+    if not anomalous.any() or normal_scores.size == 0:
+        return float("nan")
+    normal_scores.sort()
+    thresholds = _fpr_grid_thresholds(normal_scores, max_fpr)
+    fpr = (normal_scores.size - np.searchsorted(normal_scores, thresholds, side="left")) / normal_scores.size
+    pro = _per_region_overlap(anomalous, anomaly_maps[anomalous], thresholds)
+    return _normalised_area(fpr[::-1], pro[::-1], max_fpr)
+
+
+def _fpr_grid_thresholds(sorted_normal_scores: np.ndarray, max_fpr: float) -> np.ndarray:
+    """Ascending distinct thresholds: normal-area scores flagging 1 .. ceil(max_fpr * n) normal pixels on an even
+    grid, and one just above the highest (FPR 0); distinct normal scores give strictly increasing FPRs."""
+    n = sorted_normal_scores.size
+    flagged = np.unique(np.linspace(1, np.ceil(max_fpr * n), PRO_THRESHOLDS).round().astype(np.int64))
+    above_all = np.nextafter(sorted_normal_scores[-1], np.float32(np.inf))
+    return np.unique(np.append(sorted_normal_scores[n - flagged], above_all))
+
+
+def _per_region_overlap(anomalous: np.ndarray, region_scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Mean over regions of the share of their pixels >= each threshold, without a regions x thresholds table:
+    each pixel weighs 1 / (regions * its region's size), so the mean is a weighted count of pixels above."""
+    regions = ndimage.label(anomalous, structure=_IMAGE_PLANE_8_CONNECTED)[0][anomalous]
+    sizes = np.bincount(regions)
+    weights = 1.0 / (np.count_nonzero(sizes) * sizes[regions])
+    below = np.searchsorted(thresholds, region_scores, side="right")  # how many thresholds each pixel reaches
+    reached = np.bincount(below, weights=weights, minlength=thresholds.size + 1)
+    return weights.sum() - np.cumsum(reached)[:-1]
+
+
+def _normalised_area(fpr: np.ndarray, pro: np.ndarray, max_fpr: float) -> float:
+    """Trapezoid area under pro(fpr) from 0 to max_fpr (fpr ascending from 0), the end interpolated, / max_fpr."""
+    inside = fpr < max_fpr
+    x = np.append(fpr[inside], max_fpr)
+    y = np.append(pro[inside], np.interp(max_fpr, fpr, pro))
+    return float(np.trapezoid(y, x) / max_fpr)
 
 
 def reconstruction_quality(psnr: np.ndarray, ssim: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -73,9 +73,9 @@ PAPER_RESULTS[("cae_d_gan", "chest_xray_1")].update(
 )
 PAPER_SOURCES["chest_xray_1"] += "; module AUROCs Fig. 9, dataset 1"
 _SUMMARY_ROWS = (*TABLE_COLUMNS, "balanced_accuracy", "average_precision", "threshold", "oracle_accuracy", "pixel_auroc",
-                 "psnr", "ssim", "psnr_normal", "psnr_abnormal", "ssim_normal", "ssim_abnormal")
-REPORT_COLUMNS = (*TABLE_COLUMNS, "balanced_accuracy", "average_precision", "oracle_accuracy", "pixel_auroc", "psnr",
-                  "ssim", "minutes")
+                 "pro", "psnr", "ssim", "psnr_normal", "psnr_abnormal", "ssim_normal", "ssim_abnormal")
+REPORT_COLUMNS = (*TABLE_COLUMNS, "balanced_accuracy", "average_precision", "oracle_accuracy", "pixel_auroc", "pro",
+                  "psnr", "ssim", "minutes")
 
 
 # Beside report.md: the run folders (relative to it) behind the report's rows, so a later call into the same --out

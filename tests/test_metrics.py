@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
 from evaluation import metrics
@@ -146,3 +147,86 @@ def test_bootstrap_interval_equals_sklearn_auroc_on_the_same_resamples():
         values.append(roc_auc_score(labels[drawn], scores[drawn]))
     expected = tuple(np.percentile(values, [2.5, 97.5]))
     assert metrics.bootstrap_auroc_interval(labels, scores, resamples=200) == pytest.approx(expected)
+
+
+def _blob_masks(rng, count=24, size=48):
+    """Random masks of a few discs each (some images without any), i.e. regions of many sizes."""
+    yy, xx = np.mgrid[:size, :size]
+    masks = np.zeros((count, size, size), np.uint8)
+    for mask in masks[count // 3:]:
+        for _ in range(rng.integers(1, 4)):
+            y, x, radius = rng.integers(0, size, 2).tolist() + [rng.uniform(1, 8)]
+            mask[(yy - y) ** 2 + (xx - x) ** 2 <= radius ** 2] = 1
+    return masks
+
+
+def _brute_force_pro(masks, maps, max_fpr=0.3, steps=400):
+    """PRO the slow, obvious way: every region from scipy's 8-connected labelling, one threshold at a time."""
+    regions = []
+    for mask, scores in zip(masks, maps):
+        labelled, count = ndimage.label(mask, structure=np.ones((3, 3)))
+        regions += [scores[labelled == region] for region in range(1, count + 1)]
+    normal = maps[masks == 0]
+    points = [(np.mean(normal >= t), np.mean([np.mean(region >= t) for region in regions]))
+              for t in np.linspace(maps.max() + 1e-6, maps.min(), steps)]
+    fpr, pro = np.array(points).T
+    inside = fpr < max_fpr
+    x, y = np.append(fpr[inside], max_fpr), np.append(pro[inside], np.interp(max_fpr, fpr, pro))
+    return np.trapezoid(y, x) / max_fpr
+
+
+def test_pro_is_one_for_a_perfect_map_and_about_zero_for_an_inverted_one():
+    rng = np.random.default_rng(6)
+    masks = _blob_masks(rng)
+    perfect = masks + 0.9 * rng.random(masks.shape)
+    assert metrics.pro_auc(masks, perfect) == pytest.approx(1.0)
+    assert metrics.pro_auc(masks, -perfect) == pytest.approx(0.0, abs=1e-3)
+    assert metrics.pro_auc(masks, rng.random(masks.shape)) == pytest.approx(0.15, abs=0.02)  # random: the diagonal
+
+
+def test_pro_finding_one_of_two_equal_regions_is_one_half():
+    masks = np.zeros((2, 16, 16), np.uint8)
+    masks[1, 2:6, 2:6] = masks[1, 9:13, 9:13] = 1
+    maps = np.random.default_rng(7).random(masks.shape) * 0.5
+    maps[1, 2:6, 2:6] += 1.0
+    maps[1, 9:13, 9:13] = -1.0
+    assert metrics.pro_auc(masks, maps) == pytest.approx(0.5, abs=1e-3)
+
+
+def test_pro_weighs_a_small_region_like_a_large_one_unlike_pixel_auroc():
+    """The small region lies under the large one's place in the next image: still its own region (900 / 904 if merged)."""
+    masks = np.zeros((2, 64, 64), np.uint8)
+    masks[0, 10:40, 10:40] = 1  # 900 pixels, found
+    masks[1, 20:22, 20:22] = 1  # 4 pixels, missed
+    maps = np.random.default_rng(8).random(masks.shape) * 0.5
+    maps[0, 10:40, 10:40] += 1.0
+    maps[1, 20:22, 20:22] = -1.0
+    assert metrics.pixel_auroc(masks, maps) > 0.99
+    assert metrics.pro_auc(masks, maps) == pytest.approx(0.5, abs=1e-3)
+
+
+def test_pro_regions_are_8_connected():
+    """Two squares touching only at a corner are one region (8-connectivity), found by half its pixels."""
+    masks = np.zeros((1, 16, 16), np.uint8)
+    masks[0, 2:6, 2:6] = masks[0, 6:8, 6:8] = 1  # 16 + 4 pixels meeting diagonally at (5, 5)-(6, 6)
+    maps = np.random.default_rng(9).random(masks.shape) * 0.5
+    maps[masks > 0] = -1.0
+    maps[0, 2:6, 2:4] = 1.0  # 8 of the 20 pixels found: 0.4 as one region; 4-connected it would be 0.25
+    assert metrics.pro_auc(masks, maps) == pytest.approx(0.4, abs=1e-3)
+
+
+def test_pro_agrees_with_a_brute_force_reference_on_random_blobs():
+    rng = np.random.default_rng(10)
+    for _ in range(3):
+        masks = _blob_masks(rng)
+        maps = ndimage.gaussian_filter(rng.random(masks.shape), sigma=(0, 1.5, 1.5)) + rng.uniform(0.02, 0.1) * masks
+        expected = _brute_force_pro(masks, maps)
+        assert 0.2 < expected < 0.95  # neither trivial nor hopeless
+        assert metrics.pro_auc(masks, maps) == pytest.approx(expected, abs=1e-3)  # measured: within 2e-4
+
+
+def test_pro_without_anomalous_pixels_is_nan_and_mismatched_shapes_raise():
+    maps = np.random.default_rng(11).random((3, 8, 8))
+    assert math.isnan(metrics.pro_auc(np.zeros((3, 8, 8)), maps))
+    with pytest.raises(ValueError, match="resize the masks"):
+        metrics.pro_auc(np.zeros((3, 4, 4)), maps)

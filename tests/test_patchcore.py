@@ -1,17 +1,24 @@
 """PatchCore: the exact batched coreset, the bank's distances and eq. 7 against numpy, a fitted bank that finds a planted
 defect where an empty one cannot, the scores a map-only model offers, and a whole run with the network disabled."""
 
+import json
 import os
 import subprocess
 import sys
 
+import cv2
+import keras
 import numpy as np
 import pytest
 
+import evaluation.export  # noqa: F401 (registers every layer model.keras holds)
+import run_experiments
 from models.base import score_variants
 from models.coreset import greedy_coreset, squared_distances
 from models.patchcore import REWEIGHT_NEIGHBOURS, PatchMemoryBank
 from models.registry import build_model
+from tests.test_cli import only_run, read_scores
+from tests.test_predict import read_csv, write_bit_depth_folders
 from training.profiles import resolve_config
 from training.trainer import compiled_model
 
@@ -107,3 +114,23 @@ def test_a_whole_run_needs_no_network(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert list((tmp_path / "keras").glob("models/*lite0*.weights.h5")), "the backbone was converted in this process"
     assert list(tmp_path.glob("phantom/patchcore/*/saved_model/saved_model.pb"))
+
+
+@pytest.mark.parametrize("channels", ["1", "3"])
+def test_predict_and_model_keras_reproduce_scores_csv_in_grey_and_colour(tmp_path, channels):
+    """The bank and the backbone travel inside the exports: predict (the SavedModel) and model.keras score files as
+    evaluation scored them (scores.csv), for a grey and a colour model."""
+    normal, abnormal = write_bit_depth_folders(tmp_path / "scans")
+    out = tmp_path / "runs"
+    assert run_experiments.main(["--model", "patchcore", "--dataset", "folder", "--normal-dir", str(normal), "--abnormal-dir",
+                                 str(abnormal), "--profile", "smoke", "--no-floor", "--channels", channels, "--out", str(out)]) == 0
+    run_dir = only_run(out)
+    expected = {row["path"]: float(row["score"]) for row in read_scores(run_dir)}
+    assert json.loads((run_dir / "config.json").read_text())["architecture"]["channels"] == int(channels)
+    assert run_experiments.main(["predict", str(run_dir), *map(str, expected), "--out", str(tmp_path / "pred")]) == 0
+    predicted = {row["path"]: float(row["score"]) for row in read_csv(tmp_path / "pred" / "predictions.csv")}
+    np.testing.assert_allclose([predicted[path] for path in expected], list(expected.values()), rtol=1e-3, atol=1e-3)
+    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    pngs = [path for path in expected if path.endswith("8bit.png")]
+    scores = [float(model(cv2.imread(path, cv2.IMREAD_UNCHANGED)[None, ..., None])["score"][0]) for path in pngs]
+    np.testing.assert_allclose(scores, [expected[path] for path in pngs], rtol=1e-3, atol=1e-3)

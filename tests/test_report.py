@@ -38,7 +38,7 @@ def test_report_averages_seeds_per_model_and_shows_the_paper(tmp_path):
     assert row["seeds"] == "0,1,2"
     assert row["auroc_mean"] == pytest.approx(0.80) and row["auroc_std"] == pytest.approx(0.0816, abs=1e-4)
     assert row["auroc_paper"] == pytest.approx(0.892)
-    assert math.isnan(row["pixel_auroc_mean"])  # not measured: reported as missing, not as 0
+    assert math.isnan(row["pixel_auroc_mean"]) and math.isnan(row["pro_mean"])  # not measured: missing, not 0
 
     stem = write_report(results, tmp_path)
     assert stem == tmp_path / "brain_mri" / "report"
@@ -47,6 +47,18 @@ def test_report_averages_seeds_per_model_and_shows_the_paper(tmp_path):
     with open(stem.with_suffix(".csv")) as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 1 and float(rows[0]["auroc_mean"]) == pytest.approx(0.8)
+
+
+def test_localisation_metrics_sit_side_by_side_over_seeds(tmp_path):
+    results = [result("fcae", seed, 0.8, dataset="mvtec_ad") for seed in (0, 1)]
+    for (_, metrics, _), pro in zip(results, (0.6, 0.7)):
+        metrics.update(pixel_auroc=0.9, pro=pro)
+    (row,) = report_rows(results)
+    assert row["pro_mean"] == pytest.approx(0.65) and row["pro_std"] == pytest.approx(0.05)
+    header, _, line = write_report(results, tmp_path).with_suffix(".md").read_text().splitlines()[-3:]
+    columns = header.split(" | ")
+    assert columns.index("pro") == columns.index("pixel_auroc") + 1 and line.split(" | ")[columns.index("pro")] == "0.650 ± 0.050"
+    assert "pixel_auroc  0.900\npro          0.600" in summary_table(results[0][1], results[0][0])
 
 
 def test_report_has_one_row_per_model_and_dataset(tmp_path):
