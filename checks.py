@@ -92,10 +92,12 @@ def seed(text):
 
 
 def seed_list(text):
-    """An argparse type: comma-separated distinct seeds in 0..2**32-1."""
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    if not parts:
+    """An argparse type: comma-separated distinct seeds in 0..2**32-1 (an empty item is refused, not dropped)."""
+    parts = [part.strip() for part in text.split(",")]
+    if not any(parts):
         raise argparse.ArgumentTypeError("needs at least one seed")
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"has an empty item in {text!r}; give comma-separated seeds such as 0,1,2")
     try:
         seeds = [int(part) for part in parts]
     except ValueError:

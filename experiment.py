@@ -1,8 +1,9 @@
-"""One call of the command line: every model, seed and category -> data, split, training, calibration,
-evaluation, export, and the report over them (run_experiments.py parses the arguments and imports this
-module only then, so that --help and argument errors never wait for TensorFlow).
+"""One call's run spec (spec.py) -> every model, seed and category: data, split, training, calibration,
+evaluation, export, and the report over them. The command line and the API build and check the spec, then import
+this module, so that --help and refused settings never wait for TensorFlow.
 """
 
+import dataclasses
 import functools
 import json
 import pathlib
@@ -31,14 +32,16 @@ from models.config import ConfigError
 from models.losses import PerceptualWeightsError
 from models.names import model_list
 from models.registry import FLOOR_NAMES, ModelNotAvailableError
+from spec import command_line
 from training.callbacks import TrainingDivergedError
 from training.distribution import check_resume, make_strategy, worker_out
 from training.domains import RECOMMENDED, domain_defaults, domain_of
-from training.profiles import COMMON, OVERRIDABLE, applicable_overrides, resolve_config, scale_to_data
+from training.profiles import COMMON, applicable_overrides, resolve_config, scale_to_data
 from training.runs import (
     RunBusyError,
     latest_unfinished_run,
     locked,
+    locked_report,
     new_run_dir,
     set_state,
     setting_differences,
@@ -62,40 +65,42 @@ def planned_models(names, no_floor):
     return [name for name in FLOOR_NAMES if name in names or (deep and not no_floor)] + deep
 
 
-def run_config(args, model, seed, category, named):
+def run_config(spec, model, seed, category, named):
     """The resolved config of one run, with where its data comes from. A floor the user did not name takes
     only the flags it has a use for (e.g. --image-size, not the deep model's --epochs) and keeps its own
     score (a deep model's --score must not change what the floor is); a named model refuses the others."""
-    overrides = {key: getattr(args, key) for key in OVERRIDABLE}
-    if args.source == "tfds" and overrides.get("channels") is None:
+    overrides = spec.overrides
+    if spec.source == "tfds" and overrides.get("channels") is None:
         overrides["channels"] = 1  # TFDS Plant Village is held as grayscale: the plant domain's colour default can't apply
     if not named:
-        overrides = applicable_overrides(model, args.dataset, args.profile, {**overrides, "score": None})
-    config = resolve_config(model, args.dataset, args.profile, seed=seed, category=category, protocol=args.protocol,
+        overrides = applicable_overrides(model, spec.dataset, spec.profile, {**overrides, "score": None})
+    config = resolve_config(model, spec.dataset, spec.profile, seed=seed, category=category, protocol=spec.protocol,
                             **overrides)
-    if config["architecture"]["channels"] == 3 and args.source == "tfds":
+    if config["architecture"]["channels"] == 3 and spec.source == "tfds":
         raise ConfigError("--channels 3 needs colour images, and --source tfds keeps Plant Village in memory as "
                           "grayscale; use the local folder (--source local --data-dir ...).")
-    return {**config, "data": data_location(args)}
+    return {**config, "data": data_location(spec)}
 
 
-def data_location(args):
+def data_location(spec):
     """The folders a run reads, absolute (None where unused) and the source: config.json records them and
     --resume only continues a run of the same data."""
     folders = {
-        "data_dir": None if args.dataset in ("phantom", "folder") else resolve_data_dir(args.dataset, args.data_dir),
-        "normal_dir": args.normal_dir,
-        "abnormal_dir": args.abnormal_dir,
+        "data_dir": None if spec.dataset in ("phantom", "folder") else resolve_data_dir(spec.dataset, spec.data_dir),
+        "normal_dir": spec.normal_dir,
+        "abnormal_dir": spec.abnormal_dir,
     }
-    return {"source": args.source, **{key: str(pathlib.Path(path).resolve()) if path else None
+    return {"source": spec.source, **{key: str(pathlib.Path(path).resolve()) if path else None
                                       for key, path in folders.items()}}
 
 
-def provenance(args):
-    """What config.json records beside the settings so a run can be reproduced: command, code, library versions."""
+def provenance(spec):
+    """What config.json records beside the settings so a run can be reproduced: the spec (`train --config` repeats
+    it), the command, code and library versions."""
     versions = {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
                 "numpy": np.__version__}
-    return {"command": args.command, "git_commit": git_commit(), "versions": versions}
+    return {"spec": spec.as_json(), "command": spec.command or command_line(spec), "git_commit": git_commit(),
+            "versions": versions}
 
 
 def git_commit():
@@ -109,7 +114,7 @@ def git_commit():
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def run(args, model, seed, category, strategy, named=True, floor=None, floor_variants=None):
+def run(spec, model, seed, category, strategy, named=True, floor=None, floor_variants=None):
     """One model, seed and category: data -> split -> train (under `strategy`) -> calibrate -> evaluate -> export.
 
     `floor` ({floor model: AUROC} on the same split) is stored in metrics.json and printed beside
@@ -118,34 +123,44 @@ def run(args, model, seed, category, strategy, named=True, floor=None, floor_var
     A new run that fails or is interrupted before its first checkpoint is removed: it has nothing to
     resume, and --resume would otherwise repeat its failure with its saved config.
     """
-    config = run_config(args, model, seed, category, named)
-    run_dir = latest_unfinished_run(args.out, config) if args.resume else None
+    config = run_config(spec, model, seed, category, named)
+    run_dir = resumable_run(spec, config)
     if run_dir is not None:
         with locked(run_dir):  # a second --resume of this run, or the call still training it, is refused
             config = json.loads((run_dir / "config.json").read_text())
             print(f"Resuming {run_dir} (its saved settings are this command's).")
             try:
-                return start_or_resume(args, config, run_dir, strategy, floor, floor_variants)
+                return start_or_resume(spec, config, run_dir, strategy, floor, floor_variants)
             except KeyboardInterrupt as interrupt:
                 interrupt.resumable = run_dir  # it has a checkpoint: latest_unfinished_run chose it for that
                 raise
-    if args.resume:
-        unfinished = unfinished_runs(args.out, config)
+    if spec.resume:
+        unfinished = unfinished_runs(spec.out, config)
         if unfinished:
             print(f"Not resuming {unfinished[-1]}: its settings differ from this command's "
                   f"({', '.join(setting_differences(unfinished[-1], config))}).")
-        print(f"No unfinished {model} run with these settings under {args.out}/ has a checkpoint; starting a new run.")
-    return start_or_resume(args, config, None, strategy, floor, floor_variants)
+        print(f"No unfinished {model} run with these settings under {spec.out}/ has a checkpoint; starting a new run.")
+    return start_or_resume(spec, config, None, strategy, floor, floor_variants)
 
 
-def start_or_resume(args, config, run_dir, strategy, floor, floor_variants):
+def resumable_run(spec, config):
+    """The run --resume continues: the folder it names (for that run's model), else the newest unfinished run of
+    these settings; None without --resume or when there is none."""
+    if isinstance(spec.resume, str):
+        named = pathlib.Path(spec.resume)
+        if json.loads((named / "config.json").read_text())["model"] == config["model"]:
+            return named
+    return latest_unfinished_run(spec.out, config) if spec.resume else None
+
+
+def start_or_resume(spec, config, run_dir, strategy, floor, floor_variants):
     """`run` once the run is chosen: resume run_dir (locked by the caller), or start a new run when it is None."""
     set_determinism(config)  # before any dataset is built: tf.data's parallel maps follow it
     keras.utils.set_random_seed(config["seed"])
-    collection = load_collection_once(args, config)
+    collection = load_collection_once(spec, config)
     if run_dir is not None:
         split = split_from_json(collection, json.loads((run_dir / "split.json").read_text()))
-        return train_evaluate_export(args, config, collection, split, run_dir, strategy, floor, floor_variants)
+        return train_evaluate_export(spec, config, collection, split, run_dir, strategy, floor, floor_variants)
 
     split = protocol_split(collection, config)
     if len(split.validation) < MIN_VALIDATION_NORMALS:
@@ -153,16 +168,16 @@ def start_or_resume(args, config, run_dir, strategy, floor, floor_variants):
             f"Only {len(split.validation)} validation normal(s) after the split ({len(split.train)} training normals); "
             f"the score's standardisation and the threshold need at least {MIN_VALIDATION_NORMALS}. Add normal "
             "images (about 10 % of the training normals are held out for validation).")
-    config = {**scale_to_data(config, len(split.train)), **provenance(args)}
+    config = {**scale_to_data(config, len(split.train)), **provenance(spec)}
     if config["epoch_scale"] > 1:
         print(f"Small training set ({len(split.train)} images, {config['steps_per_epoch']} steps an epoch): epochs "
               f"x{config['epoch_scale']} to reach {config['min_updates']} updates (--min-updates 0 turns this off).")
-    run_dir = new_run_dir(args.out, config)
+    run_dir = new_run_dir(spec.out, config)
     try:
         with locked(run_dir):
             (run_dir / "config.json").write_text(json.dumps(config, indent=1))
             write_split(run_dir / "split.json", collection, split)
-            return train_evaluate_export(args, config, collection, split, run_dir, strategy, floor, floor_variants)
+            return train_evaluate_export(spec, config, collection, split, run_dir, strategy, floor, floor_variants)
     except BaseException as error:
         if not trained(run_dir):
             shutil.rmtree(run_dir)
@@ -173,7 +188,7 @@ def start_or_resume(args, config, run_dir, strategy, floor, floor_variants):
         raise
 
 
-def train_evaluate_export(args, config, collection, split, run_dir, strategy, floor, floor_variants):
+def train_evaluate_export(spec, config, collection, split, run_dir, strategy, floor, floor_variants):
     """The part of `run` that writes into run_dir; returns (config, metrics, run dir)."""
     print(f"Run directory: {run_dir}")
     print(f"Images: {len(split.train)} train, {len(split.validation)} validation normals, "
@@ -230,7 +245,7 @@ def train_evaluate_export(args, config, collection, split, run_dir, strategy, fl
         print(f"Trained and calibrated on normal images only (threshold {metrics['threshold']:.4g}); evaluation "
               f"needs abnormal images (--abnormal-dir). Score new images with: "
               f"python run_experiments.py predict {shlex.quote(str(run_dir))} IMAGES...")
-    print(f"\nEverything is in {run_dir}\nTensorBoard: tensorboard --logdir {shlex.quote(str(args.out))}")
+    print(f"\nEverything is in {run_dir}\nTensorBoard: tensorboard --logdir {shlex.quote(str(spec.out))}")
     return config, metrics, run_dir
 
 
@@ -257,12 +272,12 @@ def floor_metrics(floor, floor_variants, score):
     return {"floor": floor, **({"floor_same_score": same} if same else {})}
 
 
-def run_seed(args, models, named, seed, category, strategy):
+def run_seed(spec, models, named, seed, category, strategy):
     """Every planned model on one seed's split, floors first, so each deep run gets the floors' AUROCs."""
     results, floor, floor_variants = [], {}, {}
     for model in models:
         is_floor = model in FLOOR_NAMES
-        result = run(args, model, seed, category, strategy, named=model in named,
+        result = run(spec, model, seed, category, strategy, named=model in named,
                      floor=None if is_floor else floor, floor_variants=None if is_floor else floor_variants)
         if is_floor and "auroc" in result[1]:  # no AUROC when trained on normals only
             floor[model] = result[1]["auroc"]
@@ -271,7 +286,7 @@ def run_seed(args, models, named, seed, category, strategy):
     return results
 
 
-def load_collection(args, config):
+def load_collection(spec, config):
     """The dataset of a resolved config; where it lives on disk comes from the command line.
 
     Only the generated phantom depends on the seed, so a folder is scanned, decoded and checked for
@@ -279,18 +294,18 @@ def load_collection(args, config):
     """
     seed = config["seed"] if config["dataset"] == "phantom" else 0
     return _cached_dataset(
-        config["dataset"], data_dir=args.data_dir, normal_dir=args.normal_dir, abnormal_dir=args.abnormal_dir,
+        config["dataset"], data_dir=spec.data_dir, normal_dir=spec.normal_dir, abnormal_dir=spec.abnormal_dir,
         seed=seed, phantom_normals=config["phantom_normals"], phantom_abnormals=config["phantom_abnormals"],
         phantom_draw=config["phantom_draw"],
-        category=config["category"], source=args.source,
+        category=config["category"], source=spec.source,
     )
 
 
-def load_collection_once(args, config):
+def load_collection_once(spec, config):
     """load_collection, printing its skipped-files and Duplicates lines only when it was read now, so once per
     dataset of a call (per category; per seed for the phantom), not once per run of the models and floors."""
     misses = _cached_dataset.cache_info().misses
-    collection = load_collection(args, config)
+    collection = load_collection(spec, config)
     if _cached_dataset.cache_info().misses > misses:
         if collection.skipped:
             print(f"Skipped {len(collection.skipped)} unusable file(s); they are listed under 'skipped' in split.json.")
@@ -307,23 +322,23 @@ def protocol_split(collection, config):
     return make_split(config["protocol"], collection, config["seed"], config["test_fraction"], config["validation_fraction"])
 
 
-def categories(args):
+def categories(spec):
     """--category all -> every category found on disk (MVTec AD, Plant Village); else the one given (or None)."""
-    if args.category == "all":
-        return available_categories(args.dataset, args.data_dir, args.source)
-    return [args.category]
+    if spec.category == "all":
+        return available_categories(spec.dataset, spec.data_dir, spec.source)
+    return [spec.category]
 
 
-def prepare_data(args):
+def prepare_data(spec):
     """The download and describe subcommands: the data part only, no model is built."""
-    if args.action == "download":
-        print(download(args.dataset, args.data_dir, args.category))
+    if spec.action == "download":
+        print(download(spec.dataset, spec.data_dir, spec.category))
     else:
-        for category in categories(args):
-            config = resolve_config(model_list(args.model)[0], args.dataset, args.profile, seed=args.seeds[0],
-                                    category=category, protocol=args.protocol)
-            collection = load_collection(args, config)
-            print(f"\n{args.dataset}" + (f" {category}" if category else "") + f" (seed {args.seeds[0]}):")
+        for category in categories(spec):
+            config = resolve_config(model_list(spec.model)[0], spec.dataset, spec.profile, seed=spec.seeds[0],
+                                    category=category, protocol=spec.protocol)
+            collection = load_collection(spec, config)
+            print(f"\n{spec.dataset}" + (f" {category}" if category else "") + f" (seed {spec.seeds[0]}):")
             print(describe(collection, protocol_split(collection, config), config["protocol"]))
 
 
@@ -347,28 +362,29 @@ def interrupted_line(run_dir):
             "run the same command again to start it afresh.")
 
 
-def train(args):
-    """Every run the call `args` describes (run_experiments.parse_args), then the report over them: a list of
+def train(spec):
+    """Every run the checked `spec` describes (spec.check), then the report over them: a list of
     (config, metrics, run dir), one per model, seed and category. Raises the errors `execute` turns into exit codes."""
     _cached_dataset.cache_clear()  # each call reads the folders as they are now
-    named = model_list(args.model)
-    models = planned_models(named, args.no_floor)
+    named = model_list(spec.model)
+    models = planned_models(named, spec.no_floor)
     for model in models:  # a bad flag stops the call before any run, not after the floors
-        run_config(args, model, args.seeds[0], args.category, model in named)
-    note = domain_note(args.dataset, args.profile, named)
+        run_config(spec, model, spec.seeds[0], spec.category, model in named)
+    note = domain_note(spec.dataset, spec.profile, named)
     if note:
         print(note)
-    check_resume(args.strategy, args.resume)
-    strategy = make_strategy(args.strategy or COMMON["strategy"])  # before any other TensorFlow work
-    args.out = worker_out(strategy, args.out)  # only the chief keeps run folders
+    check_resume(spec.strategy, spec.resume)
+    strategy = make_strategy(spec.strategy or COMMON["strategy"])  # before any other TensorFlow work
+    spec = dataclasses.replace(spec, out=worker_out(strategy, spec.out))  # only the chief keeps run folders
     results = [
         result
-        for category in categories(args) for seed in args.seeds
-        for result in run_seed(args, models, named, seed, category, strategy)
+        for category in categories(spec) for seed in spec.seeds
+        for result in run_seed(spec, models, named, seed, category, strategy)
     ]
     evaluated = [result for result in results if "auroc" in result[1]]
     if len(evaluated) > 1:
-        report = write_report(evaluated, args.out)
+        with locked_report(spec.out):  # another call writing the same report waits for this one, and then merges
+            report = write_report(evaluated, spec.out)
         earlier = len(json.loads((report.parent / REPORT_RUNS).read_text())) - len(evaluated)
         kept = f" (and {earlier} run(s) of earlier calls into {report.parent}/, merged)" if earlier else ""
         print(f"\nReport over {len(evaluated)} runs{kept}:\n\n{report.with_suffix('.txt').read_text()}")
@@ -376,14 +392,14 @@ def train(args):
     return results
 
 
-def execute(args):
-    """Run the call `args` describes (run_experiments.parse_args); returns the process exit code."""
+def execute(spec):
+    """Run the checked `spec` (spec.check); returns the process exit code."""
     _cached_dataset.cache_clear()  # each call reads the folders as they are now
     try:
-        if args.action in ("download", "describe"):
-            prepare_data(args)
+        if spec.action in ("download", "describe"):
+            prepare_data(spec)
         else:
-            train(args)
+            train(spec)
     except (DatasetError, ModelNotAvailableError, PerceptualWeightsError, ConfigError, RunBusyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE

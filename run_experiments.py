@@ -4,30 +4,33 @@
     python run_experiments.py describe --dataset brain_mri --data-dir PATH
     python run_experiments.py predict RUN_DIR IMAGES_OR_FOLDERS... [--out DIR] [--threshold T]
 
-This module only parses and checks the arguments; TensorFlow and everything built on it is
-imported after that (experiment.py), so --help and argument errors answer at once.
+This module only parses the arguments into a run spec (spec.py) and checks it; TensorFlow and everything built on it
+is imported after that (experiment.py), so --help and argument errors answer at once.
 """
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
-import pathlib
 import shlex
 import sys
 
 import checks
 from data.protocols import PROTOCOLS
-from data.sources import DATASET_NAMES, SOURCES, DatasetError, check_options, load_dataset, resolve_data_dir
-from models.backbone_names import BACKBONES, DEFAULT_BACKBONE, check_backbone_weights
-from models.names import MODEL_NAMES, model_list
+from data.sources import DATASET_NAMES, SOURCES
+from models.backbone_names import BACKBONES, DEFAULT_BACKBONE
+from models.names import MODEL_NAMES
+from spec import DEFAULT_MODEL, FIELDS, INTEGERS, RERUN_SETTINGS, SpecError, build, check
 from training.domains import recommendation_lines
-from training.names import PROFILE_NAMES, SCORE_NAMES, STRATEGIES
+from training.names import PROFILE_NAMES, STRATEGIES
 
 PROFILE_DEFAULT = "default: from --profile"
-# Integer flags and their bounds (checks.py says why); epochs_recon / epochs_adv may be 0 (skip that phase).
-EPOCHS = checks.bounded_int(1, checks.MAX_EPOCHS)
-PHASE_EPOCHS = checks.bounded_int(0, checks.MAX_EPOCHS)
+
+
+def bounded(key):
+    """The argparse type of an integer setting, with the spec's bounds (spec.INTEGERS)."""
+    return checks.bounded_int(*INTEGERS[key])
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -45,8 +48,6 @@ SUBCOMMANDS = {
     "predict": "score new images with a trained run folder or SavedModel",
     "benchmark": "time training steps, predict or the data stage (speed and memory targets)",
 }
-# The model a call trains without --model, and whose settings describe resolves the protocol with.
-DEFAULT_MODEL = "improved_bigan"
 
 
 def build_parser(command="train"):
@@ -96,17 +97,17 @@ def add_data_arguments(parser, command):
 
 def add_training_arguments(parser):
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"NAME[,NAME...] or 'all'; one of {', '.join(MODEL_NAMES)}")
-    parser.add_argument("--epochs", type=EPOCHS,
+    parser.add_argument("--epochs", type=bounded("epochs"),
                         help=f"training epochs of single-phase models (cae_d_gan: per module under --profile paper; {PROFILE_DEFAULT})")
-    parser.add_argument("--epochs-recon", type=PHASE_EPOCHS,
+    parser.add_argument("--epochs-recon", type=bounded("epochs_recon"),
                         help=f"improved_bigan: phase-1 (reconstruction-only) epochs ({PROFILE_DEFAULT})")
-    parser.add_argument("--epochs-adv", type=PHASE_EPOCHS,
+    parser.add_argument("--epochs-adv", type=bounded("epochs_adv"),
                         help=f"improved_bigan: phase-2 (adversarial) epochs ({PROFILE_DEFAULT})")
-    parser.add_argument("--batch-size", type=checks.bounded_int(1, checks.MAX_BATCH_SIZE),
+    parser.add_argument("--batch-size", type=bounded("batch_size"),
                         help=f"images per training step, 1..{checks.MAX_BATCH_SIZE} ({PROFILE_DEFAULT})")
-    parser.add_argument("--image-size", type=checks.bounded_int(checks.MIN_IMAGE_SIZE, checks.MAX_IMAGE_SIZE),
+    parser.add_argument("--image-size", type=bounded("image_size"),
                         help=f"square input size, {checks.MIN_IMAGE_SIZE}..{checks.MAX_IMAGE_SIZE} (paper: 128; {PROFILE_DEFAULT})")
-    parser.add_argument("--latent-dim", type=checks.bounded_int(1, checks.MAX_LATENT_DIM),
+    parser.add_argument("--latent-dim", type=bounded("latent_dim"),
                         help=f"size of the latent code, 1..{checks.MAX_LATENT_DIM} ({PROFILE_DEFAULT})")
     parser.add_argument("--channels", type=int, choices=checks.CHANNELS,
                         help="image channels the model reads: 1 = grayscale, as in the papers (the default), 3 = RGB")
@@ -135,7 +136,7 @@ def add_training_arguments(parser):
                         "patch_max, patch_reweighted, patch_mean, patch_top (patchcore); default per model and profile")
     parser.add_argument("--phantom-draw", choices=("test", "dev"),
                         help="phantom: `dev` is a separate draw for tuning; reported numbers use `test` (the default)")
-    parser.add_argument("--min-updates", type=checks.bounded_int(0, checks.MAX_MIN_UPDATES),
+    parser.add_argument("--min-updates", type=bounded("min_updates"),
                         help=f"stretch the epochs of a small training set to at least this many updates (0: off; {PROFILE_DEFAULT})")
     parser.add_argument("--nondeterministic", dest="deterministic", action="store_false", default=None,
                         help="skip TensorFlow op determinism (faster; the same command may then differ slightly)")
@@ -143,92 +144,57 @@ def add_training_arguments(parser):
                         help="improved_bigan: constant learning rate (the default), or cosine decay to 5 %% over the schedule")
     parser.add_argument("--out", default="runs",
                         help="root of run directories (created and test-written before any data is read)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the newest unfinished run whose saved settings are this command's from its last checkpoint")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
+                        help="continue the newest unfinished run whose saved settings are this command's from its last "
+                             "checkpoint, or the run folder RUN_DIR with its own saved settings")
+    parser.add_argument("--config", metavar="CONFIG_JSON",
+                        help="repeat the run a config.json records (its model, seed, data and settings); only "
+                             + ", ".join("--" + key for key in RERUN_SETTINGS) + " may be given with it")
     parser.add_argument("--no-floor", action="store_true",
                         help="do not also run the classical floors (pca, knn) beside the deep models")
 
 
 def split_subcommand(argv):
-    """(subcommand, its arguments): the first word when it names a subcommand, else train (the bare form)."""
-    return (argv[0], argv[1:]) if argv[:1] and argv[0] in SUBCOMMANDS else ("train", argv)
+    """(subcommand, its arguments): the first word when it names a subcommand, train when it is a flag (the bare
+    form); another word is refused (exit 2), as the training parser takes no positional arguments."""
+    if argv[:1] and argv[0] in SUBCOMMANDS:
+        return argv[0], argv[1:]
+    if argv[:1] and not argv[0].startswith("-"):
+        checks.ArgumentParser(prog="run_experiments.py").error(
+            f"unknown subcommand {argv[0]!r}; choose one of {', '.join(SUBCOMMANDS)} (or flags alone: train).")
+    return "train", argv
 
 
 def parse_args(argv=None):
-    """The call's arguments (train, describe or download), checked as far as possible without TensorFlow and before
-    any data is read; a bad one exits with code 2 and one sentence on stderr.
-
-    Adds `action` (the subcommand), `seeds` (the seeds to run, from --seed or --seeds) and `command` (the call,
-    for config.json).
-    """
+    """The call's run spec (train, describe or download), checked as far as possible without TensorFlow and before
+    any data is read (spec.check); a bad value exits with code 2 and one sentence on stderr."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command, rest = split_subcommand(argv)
     parser = build_parser(command)
     args = parser.parse_args(rest)
-    training = command == "train"
-    problem = (data_flag_problem(args) or (flag_problem(args) if training else None)
-               or (checks.writable_folder_problem(args.out) if training else None)
-               or data_problem(args))
-    if problem:
-        parser.error(problem)
-    args.seeds = args.seeds or [0 if args.seed is None else args.seed]
-    args.command = shlex.join(["python", "run_experiments.py", *argv])
-    return args
-
-
-def data_flag_problem(args):
-    """Folders given to a dataset that does not read them would be ignored silently: refuse instead."""
-    if (args.normal_dir or args.abnormal_dir) and args.dataset != "folder":
-        return (f"--normal-dir/--abnormal-dir are read by --dataset folder only (this call has --dataset "
-                f"{args.dataset}); add --dataset folder.")
-    if args.data_dir and args.dataset in ("phantom", "folder"):
-        return (f"--dataset {args.dataset} does not read --data-dir; name the dataset in that folder, "
-                "e.g. --dataset brain_mri (or --dataset folder --normal-dir A --abnormal-dir B).")
-    return None
-
-
-def flag_problem(args):
-    """A flag value or combination that is wrong whatever the model and data: the sentence saying so, or None.
-    (Whether a flag applies to the model, and the image size its network can halve, are checked with the
-    model's settings in experiment.py, still before any data is read.)"""
     try:
-        model_list(args.model)
-    except ValueError as error:
-        return str(error)
-    if args.score is not None and args.score not in SCORE_NAMES:
-        return f"--score {args.score} does not exist; the score variants are {', '.join(SCORE_NAMES)}."
-    if args.backbone_weights is not None:
-        try:
-            check_backbone_weights(args.backbone or DEFAULT_BACKBONE, args.backbone_weights)
-        except ValueError as error:
-            return str(error)
-    if args.epochs_recon == 0 and args.epochs_adv == 0:
-        return "--epochs-recon 0 with --epochs-adv 0 trains nothing; give at least one phase an epoch."
-    xla = checks.xla_problem(args.xla, args.deterministic is not False)
-    if xla:
-        return xla
-    if args.strategy == "multi_worker":
-        return checks.tf_config_problem()
-    return None
+        spec = dataclasses.replace(spec_of(args, rest), command=shlex.join(["python", "run_experiments.py", *argv]))
+        check(spec)
+    except SpecError as error:
+        parser.error(str(error))
+    return spec
 
 
-def data_problem(args):
-    """Options the dataset does not take (--category, --source) and a data folder that does not exist, or None.
-    Only existence is checked here: nothing is listed or decoded (the loaders raise these errors first)."""
-    try:
-        check_options(args.dataset, args.category, args.source)
-        if args.action == "download" or args.dataset == "phantom" or args.source == "tfds":
-            return None
-        if args.dataset == "folder":
-            if not args.normal_dir or not all(pathlib.Path(path).is_dir() for path in (args.normal_dir, args.abnormal_dir) if path):
-                load_dataset("folder", normal_dir=args.normal_dir, abnormal_dir=args.abnormal_dir)  # raises
-            return None
-        root = resolve_data_dir(args.dataset, args.data_dir)
-        if root is None or not root.is_dir() or (args.dataset == "mvtec_ad" and args.category is None):
-            load_dataset(args.dataset, data_dir=args.data_dir, category=args.category, source=args.source)  # raises
-    except DatasetError as error:
-        return str(error)
-    return None
+def spec_of(args, rest):
+    """The spec the parsed `args` describe: a recorded run (--config, or the run folder --resume names) with only
+    RERUN_SETTINGS changed, else the flags."""
+    config, resume = getattr(args, "config", None), getattr(args, "resume", False)
+    if config or isinstance(resume, str):
+        given = {token.split("=")[0] for token in rest if token.startswith("--")} - {"--config"}
+        refused = sorted(given - {f"--{key}" for key in RERUN_SETTINGS})
+        if refused:
+            raise SpecError(f"{'--config' if config else '--resume RUN_DIR'} repeats a run's recorded settings; "
+                            f"{refused[0]} cannot change them (only {', '.join('--' + key for key in RERUN_SETTINGS)} "
+                            "may be given with it).")
+        return build(config, **{key: getattr(args, key) for key in RERUN_SETTINGS if f"--{key}" in given})
+    settings = {key: value for key, value in vars(args).items() if key in FIELDS and key != "seeds"}
+    settings["seeds"] = args.seeds or [0 if args.seed is None else args.seed]
+    return build(**settings)
 
 
 @contextlib.contextmanager
@@ -264,10 +230,10 @@ def main(argv=None):
         from evaluation.benchmark import main as benchmark  # noqa: PLC0415
 
         return benchmark(rest)
-    args = parse_args(argv)
-    with quiet_tensorflow(args.verbose):
+    spec = parse_args(argv)
+    with quiet_tensorflow(spec.verbose):
         import experiment  # noqa: PLC0415 (TensorFlow, only once the arguments are known to be good)
-    return experiment.execute(args)
+    return experiment.execute(spec)
 
 
 if __name__ == "__main__":

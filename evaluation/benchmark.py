@@ -1,5 +1,6 @@
 """Throughput (images/s) and peak memory: a model's training and inference, `predict`, and the data stage at scale.
 
+    python run_experiments.py benchmark                 # improved_bigan, quick preset (64 px), batch 32: about a minute
     python run_experiments.py benchmark --model improved_bigan --preset paper --batch-size 32
     python run_experiments.py benchmark --model cae_d_gan --preset quick --image-size 64
     python run_experiments.py benchmark --model knn --preset quick --image-size 64
@@ -35,9 +36,14 @@ import tempfile
 import textwrap
 import time
 
+import checks
+from models.names import MODEL_NAMES
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+PRESETS = ("paper", "quick", "tiny")  # every family's architecture presets
+PRESET_SIZES = {"paper": 128, "quick": 64, "tiny": 32}  # their usual input (a family may differ, e.g. patchcore's 224)
 
 
 def _epoch_timer():
@@ -90,10 +96,12 @@ def benchmark(model_name, preset, batch_size, image_size, steps, perceptual_weig
         model.fit_normals(tf.data.Dataset.from_tensor_slices(normals).batch(batch_size))
         results.update(fit_seconds=time.perf_counter() - start, fit_images=steps * batch_size)
     for mode, epoch in schedule.representative_epochs().items():
+        print(f"training, {mode}: a warm-up epoch, then {steps} timed steps", flush=True)
         schedule.on_epoch_begin(epoch)
         timer = _epoch_timer()
         model.fit(dataset, epochs=2, steps_per_epoch=steps, verbose=0, shuffle=False, callbacks=[timer])
         results[f"train_{mode}_images_per_s"] = steps * batch_size / timer.seconds
+    print(f"inference: {steps} timed steps", flush=True)
     detector = build_detector(model, image_size, score=config["score"])
 
     @tf.function
@@ -249,13 +257,17 @@ def load_average():
     return dict(zip(("load_1min", "load_5min", "load_15min"), os.getloadavg()))
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="run_experiments.py benchmark", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="improved_bigan")
-    parser.add_argument("--preset", default="paper", help="architecture preset: paper | quick | tiny")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per mode (after one warm-up epoch)")
+def parse_args(argv):
+    """The benchmark's arguments; a bad value exits 2 with one line, before TensorFlow is imported."""
+    parser = checks.ArgumentParser(prog="run_experiments.py benchmark", description=__doc__.splitlines()[0],
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model", default="improved_bigan", choices=MODEL_NAMES, help="the model to time")
+    parser.add_argument("--preset", default="quick", choices=PRESETS, help="architecture preset")
+    parser.add_argument("--batch-size", type=checks.bounded_int(1, checks.MAX_BATCH_SIZE), default=32)
+    parser.add_argument("--image-size", type=checks.bounded_int(checks.MIN_IMAGE_SIZE, checks.MAX_IMAGE_SIZE),
+                        help="input size (default: the preset's, 128 / 64 / 32)")
+    parser.add_argument("--steps", type=checks.bounded_int(1, 10_000), default=10,
+                        help="timed steps per mode (after one warm-up epoch)")
     parser.add_argument("--perceptual-weights", help="improved_bigan: 'none' (default) measures the networks alone; "
                         "'random' adds the cost of the VGG16 perceptual loss")
     parser.add_argument("--mixed-precision", action="store_true", help="bfloat16 compute (float32 weights and outputs)")
@@ -267,16 +279,28 @@ def main(argv=None):
                         help="time describe and a quick run's data stage on FILES generated images instead")
     parser.add_argument("--keep", help="--scale: generate into (or reuse) this folder and keep it")
     args = parser.parse_args(argv)
+    args.image_size = args.image_size or PRESET_SIZES[args.preset]
+    if args.predict and len(args.predict) < 2:
+        parser.error("--predict needs RUN_DIR and at least one image file or folder")
+    if args.batch_size * args.image_size ** 2 > checks.MAX_PIXELS_PER_STEP:
+        parser.error(f"--batch-size {args.batch_size} of {args.image_size} px images is more than the "
+                     f"{checks.MAX_PIXELS_PER_STEP:,} pixels a step memory is sized for; lower one of them.")
+    if args.perceptual_weights is None and args.model == "improved_bigan":
+        args.perceptual_weights = "none"
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     before = load_average()  # the machine's load as the measurement starts (other jobs skew every number)
     if args.predict:
-        if len(args.predict) < 2:
-            parser.error("--predict needs RUN_DIR and at least one image file or folder")
         results = benchmark_predict(args.predict[0], args.predict[1:], args.overlays)
     elif args.scale:
         results = benchmark_scale(args.scale, args.keep)
     else:
-        if args.model == "improved_bigan" and args.perceptual_weights is None:
-            args.perceptual_weights = "none"
+        print(f"Timing {args.model} (preset {args.preset}, {args.image_size} px, batch {args.batch_size}, {args.steps} "
+              "steps per mode after a warm-up epoch): training steps per mode, then inference; loading TensorFlow ...",
+              flush=True)
         results = benchmark(args.model, args.preset, args.batch_size, args.image_size, args.steps,
                             args.perceptual_weights, args.mixed_precision, args.xla)
     results.update({f"{key}_before": value for key, value in before.items()},

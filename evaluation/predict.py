@@ -59,6 +59,10 @@ def parse_args(argv):
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines and warnings")
     args = parser.parse_args(argv)
     problem = checks.writable_folder_problem(args.out)  # a file there, /proc, a read-only mount: before TensorFlow
+    try:
+        saved_model_path(args.model)
+    except PredictError as error:
+        problem = problem or str(error)
     if problem:
         parser.error(problem)
     return args
@@ -86,21 +90,33 @@ def saved_model_path(model):
     raise PredictError(f"No SavedModel at '{model}': give a run directory (holding saved_model/) or a SavedModel folder.")
 
 
-def image_files(paths):
-    """(files, skipped): named files as given, folders listed like a dataset folder (data.files)."""
+def image_files(paths, out=None):
+    """(files, skipped): named files as given, folders listed like a dataset folder (data.files), each file once
+    (a path named twice, or inside a folder also named, is scored once), and nothing in `out`'s overlays/ and maps/:
+    predict's own earlier outputs are not images to score."""
     from data.files import list_image_files
 
-    files, skipped = [], []
+    found_files, skipped = [], []
     for path in map(pathlib.Path, paths):
         if path.is_dir():
             found, left_out = list_image_files(path)
-            files += found
+            found_files += found
             skipped += left_out
         elif path.is_file():
-            files.append(path)
+            found_files.append(path)
         else:
             raise PredictError(f"'{path}' is neither a file nor a folder.")
-    return files, skipped
+    outputs = [(pathlib.Path(out) / folder).resolve() for folder in ("overlays", "maps")] if out is not None else []
+
+    def ours(path):
+        return any(pathlib.Path(path).resolve().is_relative_to(folder) for folder in outputs)
+
+    files, seen = [], set()
+    for path in found_files:
+        if path.resolve() not in seen and not ours(path):
+            seen.add(path.resolve())
+            files.append(path)
+    return files, [entry for entry in skipped if not ours(entry["path"])]
 
 
 def predict(model, paths, out, threshold=None, overlays=True, save_maps=False, batch_size=BATCH_SIZE):
@@ -110,7 +126,7 @@ def predict(model, paths, out, threshold=None, overlays=True, save_maps=False, b
     Files are read and decoded in a thread pool while the model scores batches of `batch_size` images.
     """
     serving_path = saved_model_path(model)
-    files, skipped = image_files(paths)
+    files, skipped = image_files(paths, out)
     import tensorflow as tf
 
     from data.decode import warm_up

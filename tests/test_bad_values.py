@@ -111,9 +111,10 @@ def test_good_values_at_the_bounds_pass(tmp_path, monkeypatch):
     monkeypatch.setenv("TF_CONFIG", json.dumps(TF_CONFIG))
     args = run_experiments.parse_args(["--lr", "1", "--epochs-recon", "0", "--batch-size", "1", "--image-size", "512",
                                        "--latent-dim", "1024", "--min-updates", "0", "--seeds", f"0,{2**32 - 1}",
-                                       "--model", "all", "--strategy", "multi_worker", "--score", "knn",
+                                       "--model", "improved_bigan", "--strategy", "multi_worker", "--score", "latent",
                                        "--xla", "on", "--nondeterministic", "--out", str(tmp_path / "a" / "b")])
-    assert args.seeds == [0, 2**32 - 1] and args.lr == 1.0
+    assert args.seeds == (0, 2**32 - 1) and args.lr == 1.0 and args.epochs_recon == 0
+    assert run_experiments.parse_args(["--model", "all", "--out", str(tmp_path / "a" / "b")]).model == "all"
     assert not (tmp_path / "a").exists()  # the writability probe leaves nothing behind
 
 

@@ -1,11 +1,11 @@
-"""Imports run one way (issue 19): checks -> data -> models -> training -> evaluation -> experiment ->
-run_experiments -> api, no module imports a later layer, and no import circle exists between modules."""
+"""Imports run one way (issues 19, 26): checks -> data -> models -> training -> evaluation -> spec -> experiment ->
+api -> run_experiments (the command line on top of the API), no module imports a later layer, and no import circle exists between modules."""
 
 import ast
 import pathlib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-LAYERS = ("checks", "data", "models", "training", "evaluation", "experiment", "run_experiments", "api")
+LAYERS = ("checks", "data", "models", "training", "evaluation", "spec", "experiment", "api", "run_experiments")
 
 
 def project_imports():

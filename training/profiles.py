@@ -14,7 +14,7 @@ from models.config import ConfigError
 from models.names import FLOOR_NAMES
 from models.registry import FAMILIES, architecture, family
 from training.domains import domain_defaults
-from training.names import PROFILE_NAMES
+from training.names import OVERRIDABLE, PROFILE_NAMES, flag_problem, score_problem
 
 COMMON = {
     "validation_fraction": 0.1,
@@ -34,12 +34,6 @@ DATA = {
     "smoke": {"phantom_normals": 40, "phantom_abnormals": 12},
 }
 
-# Settings a command-line flag may override (None = keep the profile's value).
-OVERRIDABLE = (
-    "epochs", "epochs_recon", "epochs_adv", "batch_size", "lr", "perceptual_weights", "image_size", "latent_dim", "xla",
-    "mixed_precision", "strategy", "score", "phantom_draw", "min_updates", "deterministic", "lr_schedule", "channels",
-    "backbone", "backbone_weights", "coreset_ratio",
-)
 _EPOCH_KEYS = ("epochs", "epochs_recon", "epochs_adv")
 _ARCHITECTURE_KEYS = ("image_size", "latent_dim", "channels", "backbone")
 
@@ -76,8 +70,7 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
     given = {key: value for key, value in overrides.items() if value is not None and key in OVERRIDABLE}
     for key in given:
         if key not in config and key not in preset:
-            flags = sorted(flag_name(other) for other in OVERRIDABLE if other in config or other in preset)
-            raise ConfigError(f"{flag_name(key)} does not apply to {model}; the flags it takes are {', '.join(flags)}.")
+            raise ConfigError(flag_problem(model, key))
     config.update({key: value for key, value in given.items() if key not in _ARCHITECTURE_KEYS})
     if any(key in given for key in _EPOCH_KEYS) and "min_updates" not in given:
         config["min_updates"] = 0  # explicit epochs are taken as given
@@ -94,15 +87,9 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
     xla = xla_problem(config["xla"], config["deterministic"])
     if xla:
         raise ConfigError(xla)
-    variants = score_variant_names(model)
-    if config["score"] not in variants:
-        raise ConfigError(f"--score {config['score']} does not apply to {model}; choose one of {variants}.")
+    if config["score"] not in score_variant_names(model):
+        raise ConfigError(score_problem(model, config["score"]))
     return config
-
-
-def flag_name(key):
-    """The command-line flag that sets the OVERRIDABLE setting `key` (--nondeterministic turns `deterministic` off)."""
-    return "--nondeterministic" if key == "deterministic" else "--" + key.replace("_", "-")
 
 
 def score_variant_names(model):

@@ -6,18 +6,25 @@ import json
 import os
 import pathlib
 import socket
+import threading
 import time
 
 STATE_FILE = "run_state.json"
 CHECKPOINT_DIR = "checkpoints"
 LOCK_FILE = "run.lock"
-# config.json keys that record where a run came from, not what it does: --resume ignores them.
-PROVENANCE_KEYS = ("command", "git_commit", "versions")
+REPORT_LOCK = "report.lock"  # in --out: one call at a time writes (and merges) its reports
+# config.json keys that record where a run came from, not what it does: --resume ignores them (`spec` holds the
+# call's own switches, such as --resume itself; the resolved settings beside it are what the run does).
+PROVENANCE_KEYS = ("spec", "command", "git_commit", "versions")
 # scale_to_data's record of how it stretched the epochs of a small training set (training/profiles.py).
 SCALE_KEYS = ("steps_per_epoch", "epoch_scale")
 EPOCH_KEYS = ("epochs", "epochs_recon", "epochs_adv")
 # A lock file still empty after this long was left by a process that died between creating and writing it.
 EMPTY_LOCK_SECONDS = 30
+# A live holder touches its lock every HEARTBEAT_SECONDS; another host's lock untouched for STALE_SECONDS is left by a
+# process that is gone (its PID cannot be checked from here).
+HEARTBEAT_SECONDS, STALE_SECONDS = 60, 600
+REPORT_WAIT_SECONDS = 600  # how long a call waits for another call's report
 
 
 class RunBusyError(Exception):
@@ -108,7 +115,7 @@ def _alive(holder, age):
     if not holder:  # gone meanwhile
         return False
     if holder.get("host") != socket.gethostname():
-        return True  # another machine's process: it cannot be checked from here
+        return age < STALE_SECONDS  # another machine's process: alive while it keeps touching the lock
     try:
         os.kill(int(holder["pid"]), 0)
     except ProcessLookupError:
@@ -118,42 +125,64 @@ def _alive(holder, age):
     return True
 
 
-def lock_run(run_dir):
-    """Take run_dir's lock (run.lock, created atomically with O_CREAT | O_EXCL, holding this PID and host), so two
-    processes never write into one run folder; a lock left by a dead process on this host is taken over.
-    Raises RunBusyError when a live process holds it. Returns the lock's path (unlock_run removes it)."""
-    path = pathlib.Path(run_dir) / LOCK_FILE
-    for _ in range(3):
+def lock_run(run_dir, name=LOCK_FILE, wait=0):
+    """Take run_dir's lock (`name`, created atomically with O_CREAT | O_EXCL, holding this PID and host), so two
+    processes never write into one run folder; a lock left by a dead process is taken over. Waits up to `wait`
+    seconds for a live holder, then raises RunBusyError. Returns the lock's path (unlock_run removes it)."""
+    path = pathlib.Path(run_dir) / name
+    deadline, takeovers = time.monotonic() + wait, 0
+    while True:
         try:
             descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             holder, age = _lock_holder(path)
-            if _alive(holder, age):
+            if not _alive(holder, age):
+                takeovers += 1
+                if takeovers > 3:
+                    raise RunBusyError(f"{run_dir}: could not take its lock {path} (other processes keep taking it).") from None
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()  # stale: its process is gone
+            elif time.monotonic() < deadline:
+                time.sleep(0.2)
+            else:
                 owner = f"process {holder['pid']} on {holder['host']}" if holder else "another process"
                 raise RunBusyError(f"{run_dir} is in use by {owner} ({path}); wait for it to finish, or delete "
                                    "that file if the process is gone.") from None
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()  # stale: its process is dead
             continue
         with os.fdopen(descriptor, "w") as handle:
             json.dump({"pid": os.getpid(), "host": socket.gethostname()}, handle)
         return path
-    raise RunBusyError(f"{run_dir}: could not take its lock {path} (other processes keep taking it).")
 
 
-def unlock_run(run_dir):
+def unlock_run(run_dir, name=LOCK_FILE):
     """Remove run_dir's lock if this process holds it (a removed run folder has none left)."""
-    path = pathlib.Path(run_dir) / LOCK_FILE
+    path = pathlib.Path(run_dir) / name
     holder, _ = _lock_holder(path)
     if holder and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
         path.unlink()
 
 
 @contextlib.contextmanager
-def locked(run_dir):
-    """lock_run(run_dir) for the block; released however the block ends (an error, Ctrl-C)."""
-    lock_run(run_dir)
+def locked(run_dir, name=LOCK_FILE, wait=0):
+    """lock_run(run_dir) for the block, touched every HEARTBEAT_SECONDS so other hosts see it live; released
+    however the block ends (an error, Ctrl-C)."""
+    path = lock_run(run_dir, name, wait)
+    stop = threading.Event()
+
+    def heartbeat():
+        while not stop.wait(HEARTBEAT_SECONDS):
+            with contextlib.suppress(OSError):
+                os.utime(path)
+
+    threading.Thread(target=heartbeat, daemon=True).start()
     try:
         yield run_dir
     finally:
-        unlock_run(run_dir)
+        stop.set()
+        unlock_run(run_dir, name)
+
+
+def locked_report(out):
+    """The lock of `out`'s reports for the block: a second call waits (up to REPORT_WAIT_SECONDS) and then merges."""
+    pathlib.Path(out).mkdir(parents=True, exist_ok=True)
+    return locked(out, REPORT_LOCK, wait=REPORT_WAIT_SECONDS)
