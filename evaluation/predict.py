@@ -31,6 +31,7 @@ EXIT_USAGE = 2  # run_experiments' code for bad usage or data
 # compare: the map is the error divided by the normals' typical error there, so 1 is a normal pixel and 3 saturates.
 OVERLAY_SCALE = 3.0
 OVERLAY_NAME = re.compile(r"\d{5}_.*\.png")  # the overlays predict writes, and clears from --out on the next call
+OUTPUTS = ("predictions.csv", "skipped.csv", "overlays", "maps")  # what predict writes into --out
 BATCH_SIZE = 64  # images per call of the model
 THREADS = min(8, 2 * (os.cpu_count() or 1))  # file reading and decoding (tf.io and OpenCV release the GIL)
 PREFETCH = 4 * BATCH_SIZE  # files decoded ahead of the model, at most
@@ -92,8 +93,8 @@ def saved_model_path(model):
 
 def image_files(paths, out=None):
     """(files, skipped): named files as given, folders listed like a dataset folder (data.files), each file once
-    (a path named twice, or inside a folder also named, is scored once), and nothing in `out`'s overlays/ and maps/:
-    predict's own earlier outputs are not images to score."""
+    (a path named twice, or inside a folder also named, is scored once), and none of predict's own outputs in `out`
+    (OUTPUTS): an earlier call's are not images to score."""
     from data.files import list_image_files
 
     found_files, skipped = [], []
@@ -106,7 +107,7 @@ def image_files(paths, out=None):
             found_files.append(path)
         else:
             raise PredictError(f"'{path}' is neither a file nor a folder.")
-    outputs = [(pathlib.Path(out) / folder).resolve() for folder in ("overlays", "maps")] if out is not None else []
+    outputs = [(pathlib.Path(out) / name).resolve() for name in OUTPUTS] if out is not None else []
 
     def ours(path):
         return any(pathlib.Path(path).resolve().is_relative_to(folder) for folder in outputs)

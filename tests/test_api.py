@@ -1,10 +1,13 @@
-"""The Python API (api.py): train from the command line's settings, load the export, score arrays and files."""
+"""The Python API (api.py): train from a run spec's settings, load the export, score arrays and files."""
+
+import json
 
 import cv2
 import numpy as np
 import pytest
 
 import api
+import run_experiments
 from tests.test_cli import read_scores
 from tests.test_predict import write_bit_depth_folders
 
@@ -30,6 +33,32 @@ def test_train_load_and_score_arrays_and_files_as_scores_csv(tmp_path, capsys):
 
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         detector.score(np.full((1, 32, 32), 255.0))
-    with pytest.raises(ValueError, match="Refused settings"):
+    # Issue 26, items 2, 5, 9: a channels-first RGB scan scored 5.53 (3.49 the right way round), flagged, with no word;
+    # 5 channels were read; an empty side was TensorFlow's InvalidArgumentError; int64 was told "float images".
+    rgb = np.repeat(images[0][None, ..., None], 3, axis=-1)
+    with pytest.raises(ValueError, match="channels first"):
+        detector.score(rgb.transpose(0, 3, 1, 2))
+    with pytest.raises(ValueError, match="1-4 channels last"):
+        detector.score(np.zeros((1, 32, 32, 5), np.uint8))
+    with pytest.raises(ValueError, match="at least 2 x 2 pixels"):
+        detector.score(np.zeros((1, 0, 64), np.uint8))
+    with pytest.raises(ValueError, match="uint8 or uint16 intensities or floats in \\[0, 1\\]; got int64"):
+        detector.score(images[0][None].astype(np.int64))
+    assert detector.score(rgb)["score"].shape == (1,)
+    # Item 7: the reason is the exception's message, not "printed above".
+    with pytest.raises(api.SpecError, match="^--lr: must be a finite number above 0"):
         api.train(model="fcae", lr=-1)
-    assert "--lr: must be a finite number above 0" in capsys.readouterr().err
+    assert capsys.readouterr().err == ""
+
+
+def test_a_run_repeated_from_its_config_json_gives_the_same_auroc(tmp_path):
+    """Issue 26: config.json records the spec; `train --config` and api.train(config=) repeat the run. Item 1: a 0
+    reaches the run (epochs_recon=0 trained one phase-1 epoch and recorded 1)."""
+    (first,) = api.train(model="improved_bigan", profile="smoke", epochs_recon=0, no_floor=True, out=tmp_path / "a")
+    assert first.config["epochs_recon"] == 0 and first.config["spec"]["epochs_recon"] == 0
+    assert {record["phase"] for record in json.loads((first.run_dir / "history.json").read_text())} == {"adversarial"}
+    assert run_experiments.main(["train", "--config", str(first.run_dir / "config.json"), "--out", str(tmp_path / "b")]) == 0
+    again = json.loads(next((tmp_path / "b").glob("*/*/*/metrics.json")).read_text())
+    assert abs(again["auroc"] - first.metrics["auroc"]) <= 1e-6
+    assert api.spec(config=first.run_dir / "config.json", out=str(tmp_path / "c")) == run_experiments.parse_args(
+        ["--config", str(first.run_dir), "--out", str(tmp_path / "c")])

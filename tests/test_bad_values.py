@@ -8,6 +8,7 @@ import pathlib
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -237,3 +238,191 @@ def test_the_bare_form_is_train_and_data_subcommands_take_no_training_flags(tmp_
     assert run_experiments.parse_args(["describe", "--dataset", "phantom"]).action == "describe"
     assert "unrecognized arguments: --epochs" in refused(run_experiments.parse_args, ["describe", "--epochs", "3"], capsys)
     assert "unrecognized arguments: --seed" in refused(run_experiments.parse_args, ["download", "--seed", "3"], capsys)
+
+
+# Issue 26: one typed run spec under the command line and the API, checked before TensorFlow.
+
+NO_TENSORFLOW_SCRIPT = """
+import json, os, sys
+import api, run_experiments
+from evaluation import benchmark, predict
+from spec import SpecError
+refusals = []
+for parse, argv in json.loads(sys.argv[1]):
+    try:
+        {"train": run_experiments.parse_args, "predict": predict.parse_args, "benchmark": benchmark.parse_args}[parse](argv)
+    except SystemExit as stop:
+        refusals.append(stop.code)
+    else:
+        refusals.append(argv)
+reasons = []
+for settings in json.loads(sys.argv[2]):
+    try:
+        api.train(**settings)
+    except SpecError as error:
+        reasons.append(str(error))
+    else:
+        reasons.append(None)
+print(json.dumps({"refusals": refusals, "reasons": reasons, "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+def test_every_tensorflow_free_refusal_comes_before_tensorflow(tmp_path):
+    """Items 4, 7, 8, 9, 10: each answered after a 6-9 s TensorFlow import, with a traceback, or not at all."""
+    (tmp_path / "bottle" / "train" / "good").mkdir(parents=True)
+    (tmp_path / "bottle" / "test").mkdir()
+    a_file = tmp_path / "file.png"
+    a_file.write_bytes(b"")
+    out = ["--out", str(tmp_path / "runs")]
+    cli = [
+        ("train", ["--model", "fcae", "--score", "latent", *out]), ("train", ["--model", "fcae", "--epochs-recon", "3", *out]),
+        ("train", ["--image-size", "512", "--batch-size", "1024", *out]),
+        ("train", ["--perceptual-weights", str(tmp_path / "missing.h5"), *out]),
+        ("train", ["--dataset", "mvtec_ad", "--data-dir", str(tmp_path), "--category", "nope", *out]),
+        ("train", ["--dataset", "brain_mri", "--data-dir", str(a_file), *out]), ("train", ["trian", *out]),
+        ("train", ["--seeds", "1,,2", *out]), ("train", ["--resume", str(tmp_path), *out]),
+        ("predict", [str(tmp_path / "no run"), str(a_file), "--out", str(tmp_path / "p")]),
+        ("benchmark", ["--model", "nope"]), ("benchmark", ["--batch-size", "0"]), ("benchmark", ["--preset", "huge"]),
+    ]
+    api_settings = [{"model": "fcae", "score": "latent", "out": str(tmp_path / "runs")}, {"lr": -1},
+                    {"epochs_recon": "3"}, {"seeds": [1, 1]}, {"epoch": 3}]
+    answer = subprocess.run([sys.executable, "-c", NO_TENSORFLOW_SCRIPT, json.dumps(cli), json.dumps(api_settings)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert answer.returncode == 0, answer.stderr
+    result = json.loads(answer.stdout.strip().splitlines()[-1])
+    assert result["refusals"] == [2] * len(cli) and not result["tensorflow"], result
+    assert "Traceback" not in answer.stderr and answer.stderr.count("\n") == len(cli), answer.stderr
+    for expected in ("--score latent does not apply to fcae", "--epochs-recon does not apply to fcae", "268,435,456 pixels",
+                     "--perceptual-weights", "--category nope: no such category", "is a file, not a folder",
+                     "unknown subcommand 'trian'", "has an empty item", "not a run folder", "No SavedModel",
+                     "invalid choice: 'nope'", "--batch-size: must be from 1", "invalid choice: 'huge'"):
+        assert expected in answer.stderr, expected
+    # Item 7: the API raises the reason itself (it used to say "the reason is printed above").
+    assert result["reasons"][0].startswith("--score latent does not apply to fcae;")
+    assert result["reasons"][1].startswith("--lr: must be a finite number above 0")
+    assert result["reasons"][2].startswith("--epochs-recon: must be from 0") and "'3'" in result["reasons"][2]
+    assert result["reasons"][3].startswith("seed 1 is given twice") and result["reasons"][4].startswith("Unknown setting 'epoch'")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_zero_setting_reaches_the_spec_and_the_run_config(tmp_path):
+    """Item 1: api.train(epochs_recon=0) trained one phase-1 epoch: the 0 never reached the parser."""
+    import api
+
+    spec = api.spec(epochs_recon=0, min_updates=0, profile="smoke", out=str(tmp_path))
+    assert spec.epochs_recon == 0 and spec.min_updates == 0
+    from experiment import run_config
+
+    config = run_config(spec, "improved_bigan", 0, None, True)
+    assert config["epochs_recon"] == 0 and config["min_updates"] == 0
+
+
+# A command-line value and the typed value api.train takes, per flag (the model a flag applies to where it matters).
+FLAG_SAMPLES = {
+    "--dataset": ("folder", "folder"), "--category": None, "--data-dir": None, "--source": ("local", "local"),
+    "--protocol": ("cae_d_gan", "cae_d_gan"), "--profile": ("smoke", "smoke"), "--model": ("fcae,vae", "fcae,vae"),
+    "--epochs": ("3", 3), "--epochs-recon": ("0", 0), "--epochs-adv": ("2", 2), "--batch-size": ("8", 8),
+    "--image-size": ("48", 48), "--latent-dim": ("16", 16), "--channels": ("3", 3), "--lr": ("0.01", 0.01),
+    "--perceptual-weights": ("none", "none"), "--backbone": ("resnet50", "resnet50"),
+    "--backbone-weights": ("imagenet", "imagenet"), "--coreset-ratio": ("0.2", 0.2), "--xla": ("off", "off"),
+    "--strategy": ("mirrored", "mirrored"), "--mixed-precision": (None, True), "--score": ("mse", "mse"),
+    "--phantom-draw": ("dev", "dev"), "--min-updates": ("0", 0), "--nondeterministic": (None, True),
+    "--lr-schedule": ("cosine", "cosine"), "--resume": (None, True), "--no-floor": (None, True),
+    "--verbose": (None, True), "--seed": ("3", 3), "--seeds": ("1,2", [1, 2]), "--config": None,
+    "--out": None, "--normal-dir": None, "--abnormal-dir": None,
+}
+
+
+def test_the_command_line_and_the_api_build_equal_specs_for_every_flag(tmp_path):
+    """Every flag of `train`, given on the command line and as api.train's keyword, builds the same spec."""
+    import api
+    from training.names import MODEL_FLAGS
+
+    parser = run_experiments.build_parser("train")
+    flags = {option for action in parser._actions for option in action.option_strings if option.startswith("--")} - {"--help"}
+    assert flags == set(FLAG_SAMPLES), flags ^ set(FLAG_SAMPLES)
+    (tmp_path / "n").mkdir()
+    (tmp_path / "a").mkdir()
+    base = {"--dataset": "folder", "--normal-dir": str(tmp_path / "n"), "--abnormal-dir": str(tmp_path / "a"),
+            "--out": str(tmp_path / "runs")}
+    for flag, sample in FLAG_SAMPLES.items():
+        if sample is None:
+            continue
+        text, typed = sample
+        key = flag[2:].replace("-", "_")
+        model = next((model for model, keys in MODEL_FLAGS.items() if key in keys), None) if key != "model" else None
+        given = {**base, **({"--model": model} if model else {}), **({flag: text} if text is not None else {})}
+        argv = [item for option, value in given.items() for item in (option, value)]
+        if text is None:
+            argv.append(flag)
+        settings = {option[2:].replace("-", "_"): value for option, value in given.items() if option != flag}
+        assert run_experiments.parse_args(argv) == api.spec(**settings, **{key: typed}), flag
+
+
+def test_the_model_tables_the_spec_checks_are_the_families():
+    """training.names' TensorFlow-free tables (what each model takes) are what resolve_config accepts."""
+    from models.names import MODEL_NAMES
+    from training.names import MODEL_FLAGS, MODEL_SCORES, OVERRIDABLE
+    from training.profiles import resolve_config, score_variant_names
+
+    for model in MODEL_NAMES:
+        config = resolve_config(model, "phantom", "smoke")
+        assert set(MODEL_FLAGS[model]) == {key for key in OVERRIDABLE if key in config or key in config["architecture"]}, model
+        assert sorted(MODEL_SCORES[model]) == score_variant_names(model), model
+
+
+def test_the_three_bigan_detectors_differ_under_the_smoke_profile():
+    """Item 3: bigan, egbad and efficient_gan were the same network under --profile smoke (scores equal to 8 digits)."""
+    from training.profiles import resolve_config
+
+    def network(model):
+        config = resolve_config(model, "phantom", "smoke")
+        return config["architecture"], config["ema_momentum"]
+
+    assert network("bigan") != network("egbad") != network("efficient_gan") != network("bigan")
+    assert resolve_config("efficient_gan", "phantom", "smoke")["architecture"]["image_size"] == 64
+
+
+def test_a_second_report_writer_waits_for_the_first(tmp_path, monkeypatch):
+    """Item 11: two calls writing the same report at once were not locked against each other."""
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.0)"])
+    threading.Thread(target=sleeper.wait).start()  # reaped when it ends, as its own parent would
+    try:
+        (tmp_path / runs.REPORT_LOCK).write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname()}))
+        monkeypatch.setattr(runs, "REPORT_WAIT_SECONDS", 0.3)
+        with pytest.raises(runs.RunBusyError, match=f"process {sleeper.pid}"), runs.locked_report(tmp_path):
+            pass
+        monkeypatch.setattr(runs, "REPORT_WAIT_SECONDS", 30)
+        with runs.locked_report(tmp_path):  # waits until the holder ends, then takes the lock
+            assert sleeper.poll() is not None
+            assert json.loads((tmp_path / runs.REPORT_LOCK).read_text())["pid"] == os.getpid()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert not (tmp_path / runs.REPORT_LOCK).exists()
+
+
+def test_a_stale_lock_from_another_host_is_taken_over_and_a_fresh_one_is_not(tmp_path):
+    """Item 11: a lock another host left was treated as live forever; a live holder touches its lock (heartbeat)."""
+    lock = tmp_path / runs.LOCK_FILE
+    lock.write_text(json.dumps({"pid": 1, "host": "another-host"}))
+    with pytest.raises(runs.RunBusyError, match="process 1 on another-host"):
+        runs.lock_run(tmp_path)
+    old = lock.stat().st_mtime - runs.STALE_SECONDS - 1
+    os.utime(lock, (old, old))
+    runs.lock_run(tmp_path)
+    assert json.loads(lock.read_text())["host"] == socket.gethostname()
+    runs.unlock_run(tmp_path)
+
+
+def test_a_bare_benchmark_times_the_quick_preset_and_says_so_before_loading_tensorflow(monkeypatch, capsys):
+    """Item 6: a bare `benchmark` ran improved_bigan's paper preset and printed nothing for 5 minutes."""
+    from evaluation import benchmark
+
+    def timed(model, preset, batch_size, image_size, *rest):
+        assert "Timing improved_bigan (preset quick, 64 px, batch 32" in capsys.readouterr().out
+        return {"model": model}
+
+    monkeypatch.setattr(benchmark, "benchmark", timed)
+    benchmark.main([])
+    assert '"model": "improved_bigan"' in capsys.readouterr().out

@@ -232,7 +232,8 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, monkeypatch, capsys
         sleeper.kill()
         sleeper.wait()
 
-    assert run_experiments.main(args + ["--resume"]) == 0  # the dead process's lock is taken over
+    # The dead process's lock is taken over; issue 26: --resume can name the run folder (its own settings apply).
+    assert run_experiments.main(["--resume", str(run_dir)]) == 0
     assert not (run_dir / runs.LOCK_FILE).exists()
     assert only_run(out) == run_dir
     history = json.loads((run_dir / "history.json").read_text())

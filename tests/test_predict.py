@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -214,8 +215,9 @@ def test_predict_usage_and_data_errors_exit_2(bit_depth_run, tmp_path, capsys):
     run_dir = bit_depth_run[0]
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.png").write_bytes(b"not a picture")
-    assert run_experiments.main(["predict", str(tmp_path), str(tmp_path / "notes")]) == 2
-    assert "No SavedModel" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # before TensorFlow, by the parser (issue 26, item 8)
+        run_experiments.main(["predict", str(tmp_path), str(tmp_path / "notes")])
+    assert refused.value.code == 2 and "No SavedModel" in capsys.readouterr().err
     assert run_experiments.main(["predict", str(run_dir), str(tmp_path / "missing.png")]) == 2
     assert "neither a file nor a folder" in capsys.readouterr().err
     assert run_experiments.main(["predict", str(run_dir), str(tmp_path / "notes"), "--out", str(tmp_path / "o")]) == 2
@@ -234,3 +236,18 @@ def test_training_on_normals_only_exports_and_says_evaluation_needs_abnormal_ima
     assert not (run_dir / "scores.csv").exists()
     assert np.isfinite(json.loads((run_dir / "metrics.json").read_text())["threshold"])
     assert run_experiments.main(["predict", str(run_dir), str(normal), "--out", str(tmp_path / "p")]) == 0
+
+
+def test_predict_out_inside_its_input_and_a_path_named_twice_score_each_image_once(bit_depth_run, tmp_path):
+    """Issue 26, item 10: --out inside the input folder collected the earlier overlays as inputs, deleted them and
+    reported them unreadable; a path given twice was scored twice."""
+    run_dir, (_, abnormal), _ = bit_depth_run
+    images = tmp_path / "images"
+    shutil.copytree(abnormal, images)
+    first = sorted(images.iterdir())[0]
+    for _ in range(2):
+        assert run_experiments.main(["predict", str(run_dir), str(images), str(first), "--save-maps",
+                                     "--out", str(images / "predictions")]) == 0
+        rows = read_csv(images / "predictions" / "predictions.csv")
+        assert len(rows) == 8 and len({row["path"] for row in rows}) == 8
+        assert read_csv(images / "predictions" / "skipped.csv") == []
