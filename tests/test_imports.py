@@ -1,5 +1,6 @@
 """Imports run one way (issues 19, 26): checks -> data -> models -> training -> evaluation -> spec -> experiment ->
-api -> run_experiments (the command line on top of the API), no module imports a later layer, and no import circle exists between modules."""
+api -> run_experiments (the command line on top of the API), no module imports a later layer, and no import circle
+exists between modules."""
 
 import ast
 import pathlib
