@@ -229,7 +229,7 @@ def main(argv=None):
     if command == "benchmark":
         from evaluation.benchmark import main as benchmark  # noqa: PLC0415
 
-        return benchmark(rest)
+        return benchmark(rest, quiet_tensorflow)
     spec = parse_args(argv)
     with quiet_tensorflow(spec.verbose):
         import experiment  # noqa: PLC0415 (TensorFlow, only once the arguments are known to be good)

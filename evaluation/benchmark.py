@@ -24,6 +24,7 @@ split.json, then one pass of the training pipeline, which decodes the training i
 """
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -290,7 +291,8 @@ def parse_args(argv):
     return args
 
 
-def main(argv=None):
+def main(argv=None, quiet_tensorflow=None):
+    """`quiet_tensorflow(verbose)`: the training command's context manager that hides TensorFlow's log lines."""
     args = parse_args(argv)
     before = load_average()  # the machine's load as the measurement starts (other jobs skew every number)
     if args.predict:
@@ -299,8 +301,10 @@ def main(argv=None):
         results = benchmark_scale(args.scale, args.keep)
     else:
         print(f"Timing {args.model} (preset {args.preset}, {args.image_size} px, batch {args.batch_size}, {args.steps} "
-              "steps per mode after a warm-up epoch): training steps per mode, then inference; loading TensorFlow ...",
-              flush=True)
+              "steps per mode after a warm-up epoch): training steps per mode, then inference.")
+        print("Loading TensorFlow and building the model ...", flush=True)
+        with (quiet_tensorflow or contextlib.nullcontext)(False):
+            import tensorflow  # noqa: F401, PLC0415 (its start-up log lines hidden, as in train and predict)
         results = benchmark(args.model, args.preset, args.batch_size, args.image_size, args.steps,
                             args.perceptual_weights, args.mixed_precision, args.xla)
     results.update({f"{key}_before": value for key, value in before.items()},
