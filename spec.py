@@ -124,11 +124,9 @@ def make_spec(**settings):
     if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
         raise SpecError(f"seeds must be a list of whole numbers, got {seeds!r}.")
     settings["seeds"] = tuple(seeds)
-    for key in ("data_dir", "normal_dir", "abnormal_dir", "out", "perceptual_weights", "backbone_weights"):
-        if isinstance(settings.get(key), os.PathLike):
-            settings[key] = os.fspath(settings[key])
-    if isinstance(settings.get("resume"), os.PathLike):
-        settings["resume"] = os.fspath(settings["resume"])
+    for key, value in settings.items():  # pathlib paths as the text the command line gives
+        if isinstance(value, os.PathLike):
+            settings[key] = os.fspath(value)
     return RunSpec(**settings)
 
 
@@ -149,7 +147,7 @@ def build(config=None, **settings):
 def from_json(recorded, **changes):
     """The spec config.json recorded, with `changes` (only RERUN_SETTINGS) applied."""
     known = {key: value for key, value in recorded.items() if key in FIELDS}
-    return dataclasses.replace(make_spec(**known), **changes)
+    return make_spec(**{**known, **changes})
 
 
 def from_config(path, **changes):
@@ -172,7 +170,7 @@ def from_config(path, **changes):
         raise SpecError(f"--config {path}: not a run's config.json (it records no `spec`; runs of older versions "
                         "cannot be repeated this way).")
     # The run's own model, seed and category, and the absolute folders it read (a relative one may not resolve again).
-    run = {"model": config["model"], "seeds": [config["seed"]], "category": config["category"],
+    run = {"model": config["model"], "seeds": [config["seed"]], "category": config["category"], "resume": False,
            **{key: value for key, value in config.get("data", {}).items() if key in FIELDS and value is not None}}
     return from_json({**config["spec"], **run, "command": None}, **changes)
 

@@ -401,8 +401,8 @@ def test_seed_and_seeds_together_are_refused(capsys):
             run_experiments.parse_args(["--seed", seed, "--seeds", "1,2"])
         assert stop.value.code == 2
         assert "not allowed with" in capsys.readouterr().err
-    assert run_experiments.parse_args(["--seed", "3"]).seeds == [3]
-    assert run_experiments.parse_args([]).seeds == [0]
+    assert run_experiments.parse_args(["--seed", "3"]).seeds == (3,)
+    assert run_experiments.parse_args([]).seeds == (0,)
 
 
 def test_help_and_argument_checks_do_not_import_tensorflow():
