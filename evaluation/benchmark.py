@@ -40,7 +40,7 @@ import time
 import checks
 from models.names import MODEL_NAMES
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # only fatal lines from its C++ side (cuInit on a CPU machine)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PRESETS = ("paper", "quick", "tiny")  # every family's architecture presets
