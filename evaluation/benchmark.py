@@ -267,8 +267,8 @@ def parse_args(argv):
     parser.add_argument("--batch-size", type=checks.bounded_int(1, checks.MAX_BATCH_SIZE), default=32)
     parser.add_argument("--image-size", type=checks.bounded_int(checks.MIN_IMAGE_SIZE, checks.MAX_IMAGE_SIZE),
                         help="input size (default: the preset's, 128 / 64 / 32)")
-    parser.add_argument("--steps", type=checks.bounded_int(1, 10_000), default=10,
-                        help="timed steps per mode (after one warm-up epoch)")
+    parser.add_argument("--steps", type=checks.bounded_int(1, 10_000), default=5,
+                        help="timed steps per mode, after a warm-up epoch of as many (more for steadier numbers)")
     parser.add_argument("--perceptual-weights", help="improved_bigan: 'none' (default) measures the networks alone; "
                         "'random' adds the cost of the VGG16 perceptual loss")
     parser.add_argument("--mixed-precision", action="store_true", help="bfloat16 compute (float32 weights and outputs)")
