@@ -6,8 +6,6 @@ import collections
 import os
 import pickle
 import struct
-import subprocess
-import sys
 import zipfile
 
 import cv2
@@ -229,21 +227,6 @@ def test_weights_from_a_path(classifier, tmp_path):
     for path in (tmp_path / "lite0.weights.h5", backbones.lite0_checkpoint_path()):
         model = backbones.efficientnet_lite0(weights=str(path))
         np.testing.assert_allclose(model.predict(picture, verbose=0), classifier.predict(picture, verbose=0), atol=1e-4)
-
-
-def test_conversion_needs_no_network(tmp_path):
-    code = ("import socket\n"
-            "class NoSocket(socket.socket):\n    def __init__(self, *args, **kwargs):\n        raise OSError('network used')\n"
-            "def refuse(*args, **kwargs):\n    raise OSError('network used')\n"
-            "socket.socket, socket.create_connection, socket.getaddrinfo = NoSocket, refuse, refuse\n"
-            "from models import backbones\n"
-            "model = backbones.feature_extractor(image_size=64)\n"
-            "print(backbones.lite0_imagenet_weights().parent)\n")
-    environment = {**os.environ, "KERAS_HOME": str(tmp_path), "PYTHONPATH": REPO, "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().endswith(str(tmp_path / "models"))
-    assert [name.endswith(".weights.h5") for name in os.listdir(tmp_path / "models")] == [True]
 
 
 def test_the_reader_whitelist_is_small():

