@@ -352,12 +352,14 @@ def test_too_few_validation_normals_are_refused_before_training(tmp_path, capsys
 # Issue 11: the command line's rough edges.
 
 def test_a_failed_start_leaves_no_run_to_resume(tmp_path, capsys):
-    """A start that failed before training (here: VGG16 weights that do not exist) used to leave a run folder
-    per try, and --resume then reused its config, repeating the failure whatever flag was corrected."""
+    """A start that failed before training (here: a VGG16 weights file that is not one; a missing file is refused by
+    the parser) used to leave a run folder per try, and --resume then reused its config, repeating the failure
+    whatever flag was corrected."""
     out = tmp_path / "runs"
     args = ["--profile", "smoke", "--no-floor", "--out", str(out)]
+    (tmp_path / "not_vgg16.h5").write_text("not VGG16 weights")
     for _ in range(2):
-        assert run_experiments.main([*args, "--perceptual-weights", str(tmp_path / "missing.h5"), "--resume"]) == 2
+        assert run_experiments.main([*args, "--perceptual-weights", str(tmp_path / "not_vgg16.h5"), "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
     assert not list(out.rglob("config.json"))
 
@@ -426,8 +428,9 @@ def test_tensorflow_log_lines_and_retracing_warnings_are_hidden():
     script = (
         "import sys, run_experiments, tempfile\n"
         "out = tempfile.mkdtemp()\n"
+        "open(out + '/not_vgg16.h5', 'w').write('not VGG16 weights')\n"
         "code = run_experiments.main(['--profile', 'smoke', '--no-floor', '--out', out,\n"
-        "                             '--perceptual-weights', out + '/missing.h5'])\n"
+        "                             '--perceptual-weights', out + '/not_vgg16.h5'])\n"
         "import tensorflow as tf\n"
         "retraced = tf.function(lambda x: x)\n"
         "for size in range(8):\n"

@@ -35,7 +35,7 @@ def float32_afterwards():
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_every_model_keeps_the_contract(name, fixed_batch, tmp_path, float32_afterwards):
-    config = resolve_config(name, "phantom", "smoke")
+    config = resolve_config(name, "phantom", "smoke", image_size=32)  # the fixed batch's (efficient_gan's smoke input is 64)
     model = compiled_model(config)
     fitted = isinstance(model, FittedModel)  # the floors and patchcore: one pass over the normals, no epochs
     networks = {key: item for key, item in model.checkpoint_items().items() if isinstance(item, keras.layers.Layer)}
@@ -70,7 +70,7 @@ def test_every_model_keeps_the_contract(name, fixed_batch, tmp_path, float32_aft
     # 5. Mixed precision builds bfloat16 networks with float32 weights, steps with finite losses and scores in
     # float32, here in colour.
     colour = np.concatenate([fixed_batch, -fixed_batch, np.roll(fixed_batch, 8, axis=2)], axis=-1)
-    mixed_config = resolve_config(name, "phantom", "smoke", mixed_precision=True, channels=3)
+    mixed_config = resolve_config(name, "phantom", "smoke", mixed_precision=True, channels=3, image_size=32)
     mixed = compiled_model(mixed_config)
     if fitted:
         mixed.fit_normals(batches(colour))
