@@ -112,13 +112,13 @@ def test_score_pairs_compare_each_module_with_its_reference(model, fixed_batch):
     np.testing.assert_allclose(pairs["module_2"][0], model.degrader(fixed_batch))
     np.testing.assert_array_equal(pairs["module_3"][0], fixed_batch)
     np.testing.assert_allclose(pairs["module_3"][1], model(fixed_batch), atol=1e-6)
-    for reference, reconstruction, terms in pairs.values():
+    for reference, reconstruction, terms, _ in pairs.values():
         assert reconstruction.shape == fixed_batch.shape and float(np.abs(reconstruction).max()) <= 1.0
         l1 = np.mean(np.abs(np.asarray(reference) - np.asarray(reconstruction)), axis=(1, 2, 3)) / 2  # on [0, 1]
         np.testing.assert_allclose(terms["l1"], l1, rtol=1e-5)
 
     def parts(pairs):
-        return [part for reference, reconstruction, terms in pairs.values() for part in (reference, reconstruction, terms["l1"])]
+        return [part for reference, reconstruction, terms, _ in pairs.values() for part in (reference, reconstruction, terms["l1"])]
 
     images = keras.Input((32, 32, 1))
     detector = keras.Model(images, parts(model.score_pairs(images)))
@@ -206,7 +206,7 @@ def test_saves_and_loads_with_safe_mode(search, fixed_batch, tmp_path):
     restored = keras.saving.load_model(tmp_path / "cae_d_gan.keras", safe_mode=True)
     assert restored.get_config()["config"] == {**PRESETS["tiny"], **(search or {})}
     assert (restored.code_search is None) == (search is None)
-    for (_, expected, expected_terms), (_, actual, terms) in zip(model.score_pairs(fixed_batch).values(),
+    for (_, expected, expected_terms, _), (_, actual, terms, _) in zip(model.score_pairs(fixed_batch).values(),
                                                                  restored.score_pairs(fixed_batch).values()):
         np.testing.assert_array_equal(actual, expected)
         np.testing.assert_array_equal(terms["l1"], expected_terms["l1"])

@@ -45,7 +45,7 @@ def test_pca_reconstruction_equals_sklearn_projection():
     normals, queries = normals_and_queries()
     pca = PCA(n_components=0.95).fit(normals.reshape(len(normals), -1))
     expected = pca.inverse_transform(pca.transform(queries.reshape(len(queries), -1)))
-    reference, reconstruction, _ = fitted("pca", normals).score_pairs(queries)["pca"]
+    reference, reconstruction, _, _ = fitted("pca", normals).score_pairs(queries)["pca"]
     assert 1 < pca.n_components_ < len(normals)  # a real projection, neither trivial nor the identity
     np.testing.assert_allclose(np.asarray(reconstruction).reshape(len(queries), -1), expected, atol=1e-4)
     assert reference is queries
@@ -53,7 +53,7 @@ def test_pca_reconstruction_equals_sklearn_projection():
 
 def test_knn_distance_and_reconstruction_equal_brute_force():
     normals, queries = normals_and_queries()
-    _, nearest_mean, terms = fitted("knn", normals, knn_k=3).score_pairs(queries)["knn"]
+    _, nearest_mean, terms, _ = fitted("knn", normals, knn_k=3).score_pairs(queries)["knn"]
     flat_normals, flat_queries = normals.reshape(len(normals), -1), queries.reshape(len(queries), -1)
     rms = np.sqrt(((flat_queries[:, None] - flat_normals[None]) ** 2).mean(axis=-1))  # [queries, normals]
     nearest = np.argsort(rms, axis=1)[:, :3]
@@ -64,7 +64,7 @@ def test_knn_distance_and_reconstruction_equal_brute_force():
 
 def test_knn_k_is_clipped_to_the_bank_and_a_normal_is_at_distance_zero():
     normals, _ = normals_and_queries(n_normals=4)
-    _, nearest_mean, terms = fitted("knn", normals, knn_k=1).score_pairs(normals)["knn"]
+    _, nearest_mean, terms, _ = fitted("knn", normals, knn_k=1).score_pairs(normals)["knn"]
     np.testing.assert_allclose(terms["knn_distance"], 0.0, atol=1e-6)
     np.testing.assert_allclose(nearest_mean, normals, atol=1e-6)
     assert fitted("knn", normals, knn_k=50).neighbours.k == 4

@@ -101,7 +101,7 @@ def test_scoring_runs_batchnorm_in_inference_mode(fixed_batch):
     statistics = batchnorm_statistics(model)
     assert statistics and any(np.abs(s).max() > 1e-3 for s in statistics[::2])  # re-estimated, not the initial zeros
     images = tf.constant(fixed_batch[::-1] * 0.5 + 0.3)  # another distribution: batch statistics would differ
-    _, reconstruction, _ = model.score_pairs(images)["bigan"]
+    _, reconstruction, _, _ = model.score_pairs(images)["bigan"]
     detector = build_detector(model, 32, score="zenati_fm")
     detector(images)
     score_batches(detector, tf.data.Dataset.from_tensors(images))
@@ -117,7 +117,7 @@ def test_zenati_terms_are_present_finite_and_as_defined(fixed_batch):
     model = tiny_model()
     model.train_step(tf.constant(fixed_batch))
     images = tf.constant(fixed_batch)
-    reference, reconstruction, terms = model.score_pairs(images)["bigan"]
+    reference, reconstruction, terms, _ = model.score_pairs(images)["bigan"]
     assert set(terms) == {"l1_error", "feature_distance", "discriminator_error"}
     for value in terms.values():
         assert value.shape == (len(fixed_batch),) and np.all(np.isfinite(value)) and np.all(np.asarray(value) >= 0)
