@@ -2,7 +2,6 @@
 defect where an empty one cannot, the scores a map-only model offers, and a whole run with the network disabled."""
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -131,16 +130,6 @@ def test_a_grey_run_needs_no_network_and_its_exports_score_what_evaluation_score
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert list((tmp_path / "keras").glob("models/*lite0*.weights.h5")), "the backbone was converted in this process"
     exports_reproduce_scores_csv(only_run(tmp_path / "runs"), tmp_path)
-
-
-def test_a_colour_run_exports_score_what_evaluation_scored(tmp_path):
-    normal, abnormal = write_bit_depth_folders(tmp_path / "scans")
-    assert run_experiments.main(["--model", "patchcore", "--dataset", "folder", "--normal-dir", str(normal), "--abnormal-dir",
-                                 str(abnormal), "--profile", "smoke", "--no-floor", "--channels", "3", "--out",
-                                 str(tmp_path / "runs")]) == 0
-    run_dir = only_run(tmp_path / "runs")
-    assert json.loads((run_dir / "config.json").read_text())["architecture"]["channels"] == 3
-    exports_reproduce_scores_csv(run_dir, tmp_path)
 
 
 def test_a_wrong_or_missing_weights_file_is_one_sentence_before_any_data_is_read(tmp_path, capsys):
