@@ -90,7 +90,8 @@ class PatchMemoryBank(layers.Layer):
 
         distances, indices = tf.map_fn(nearest, patches, fn_output_signature=(tf.float32, tf.int32))
         worst = tf.argmax(distances, axis=1, output_type=tf.int32)
-        top = tf.math.top_k(distances, k=max(1, round(TOP_FRACTION * self._patch_count()))).values
+        patch_count = features.shape[1] * features.shape[2]  # static: the detector's input size is fixed
+        top = tf.math.top_k(distances, k=max(1, round(TOP_FRACTION * patch_count))).values
         terms = {"patch_max": tf.reduce_max(distances, axis=1), "patch_mean": tf.reduce_mean(distances, axis=1),
                  "patch_top": tf.reduce_mean(top, axis=1),
                  "patch_reweighted": self._reweighted(tf.gather(patches, worst, batch_dims=1),
@@ -98,10 +99,6 @@ class PatchMemoryBank(layers.Layer):
         grid_maps = tf.reshape(distances, tf.concat([[-1], grid, [1]], axis=0))
         maps = tf.image.resize(grid_maps, (self.image_size, self.image_size), method="bilinear")[..., 0]
         return gaussian_smooth(maps, PAPER_SIGMA * self.image_size / PAPER_SIZE), terms
-
-    def _patch_count(self):
-        stride8 = -(-self.image_size // 8)  # the backbone's SAME-padded stride-8 grid
-        return stride8 * stride8
 
     def _reweighted(self, worst_patches, nearest_index, bank_norms):
         """Eq. 7: s = (1 − exp‖m* − m_test‖ / Σ_{m ∈ N_b(m*)} exp‖m − m_test‖) · s*, m* the worst patch's nearest bank patch."""
