@@ -12,8 +12,9 @@ Per image:
 - a mask, either Perlin noise (random cell counts per axis, as DRAEM) thresholded at a random quantile, or a
   random ellipse or polygon (centred on a foreground pixel); its area is drawn log-uniformly from COVERAGE of
   the foreground, so masks range from a few pixels to half the object;
-- restricted to the foreground: Otsu's threshold on the grey intensity, the side that does not fill the image
-  border; the whole image when the border is mixed (a texture), or the foreground is tiny or everything;
+- restricted to the foreground: Otsu's threshold on each pixel's colour distance from the border's median
+  colour, holes closed; the whole image when the border is mixed (a texture), or the foreground is tiny or
+  everything;
 - a source: another normal of the batch (shifted, resized, flipped, rotated by 90° steps), a procedural
   texture (Perlin noise, stripes, checker or a solid colour, in random colours), or the image's own intensity
   and colour changed (a random gain and offset per channel);
@@ -27,14 +28,14 @@ import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
 CLEAN_FRACTION = 0.5  # DRAEM leaves half its training samples unchanged
-COVERAGE = (0.005, 0.5)  # a mask's share of the foreground, drawn log-uniformly
+COVERAGE = (0.01, 0.5)  # a mask's share of the foreground, drawn log-uniformly
 OPACITY = (0.2, 1.0)  # DRAEM's β in [0, 0.8] keeps that share of the original: α = 1 − β
 PERLIN_SHARE = 0.6  # masks from Perlin noise; the rest are ellipses and polygons
 SOURCES = ("image", "texture", "intensity")
 MIN_CELL = 8  # the finest Perlin cell, in pixels (DRAEM: 2^5 cells at 256 px)
 POLYGON_VERTICES = 7
 OTSU_BINS = 64
-BORDER_AGREEMENT = 0.8  # the border must be this uniform for its side of Otsu's threshold to count as background
+BORDER_AGREEMENT = 0.9  # this share of the border must be on the background side of Otsu's threshold
 FOREGROUND_RANGE = (0.05, 0.95)  # a foreground outside this share of the image falls back to the whole image
 
 
@@ -78,20 +79,45 @@ def _log_uniform(shape, bounds, seed):
 
 
 def foreground_mask(images):
-    """[B, S, S] 1 on the object (Otsu's side of the grey intensity away from the border), else the whole image."""
-    grey = tf.clip_by_value((tf.reduce_mean(images, axis=-1) + 1.0) / 2.0, 0.0, 1.0)  # [B, S, S]
-    threshold = otsu_threshold(grey)[:, None, None]
-    high = tf.cast(grey > threshold, tf.float32)
-    border = tf.concat([high[:, 0, :], high[:, -1, :], high[:, :, 0], high[:, :, -1]], axis=1)
-    border_high = tf.reduce_mean(border, axis=1)[:, None, None]
-    foreground = tf.where(border_high >= BORDER_AGREEMENT, 1.0 - high, high)
-    # a majority vote over 5x5 removes speckle, then one dilation keeps defects on the object's edge
-    smoothed = tf.nn.avg_pool2d(foreground[..., None], 5, 1, "SAME")
-    foreground = tf.nn.max_pool2d(tf.cast(smoothed > 0.5, tf.float32), 3, 1, "SAME")[..., 0]
+    """[B, S, S] 1 on the object, else 1 everywhere: see `foreground_or_whole`."""
+    return foreground_or_whole(images)[0]
+
+
+def foreground_or_whole(images):
+    """([B, S, S] foreground, [B] whether one was found) of images in [-1, 1].
+
+    The object is what differs from the background's colour, taken as the median colour of the image border:
+    Otsu's threshold on each pixel's distance from it (a dark or a bright background, a green leaf on grey
+    paper alike), holes closed. The whole image counts when the border is not one colour (a texture, an
+    object filling the frame) or the object is tiny or everything (FOREGROUND_RANGE).
+    """
+    size = images.shape[1]
+    border = tf.concat([images[:, 0], images[:, -1], images[:, :, 0], images[:, :, -1]], axis=1)  # [B, 4S, C]
+    background = tf.sort(border, axis=1)[:, 2 * size][:, None, None, :]  # the median colour, per channel
+    distance = tf.norm(images - background, axis=-1) / (2.0 * math.sqrt(images.shape[-1]))  # in [0, 1]
+    far = tf.cast(distance > otsu_threshold(distance)[:, None, None], tf.float32)
+    border_far = tf.reduce_mean(tf.concat([far[:, 0], far[:, -1], far[:, :, 0], far[:, :, -1]], axis=1), axis=1)
+    radius = max(1, size // 32)  # closing (dilate, then erode) seals gaps in the outline before the holes are filled
+    closed = -tf.nn.max_pool2d(-tf.nn.max_pool2d(far[..., None], 2 * radius + 1, 1, "SAME"), 2 * radius + 1, 1, "SAME")
+    foreground = fill_holes(closed[..., 0])
     share = tf.reduce_mean(foreground, axis=[1, 2])
-    clear = ((border_high >= BORDER_AGREEMENT) | (border_high <= 1.0 - BORDER_AGREEMENT))[:, 0, 0]
-    usable = clear & (share >= FOREGROUND_RANGE[0]) & (share <= FOREGROUND_RANGE[1])
-    return tf.where(usable[:, None, None], foreground, tf.ones_like(foreground))
+    found = (border_far <= 1.0 - BORDER_AGREEMENT) & (share >= FOREGROUND_RANGE[0]) & (share <= FOREGROUND_RANGE[1])
+    return tf.where(found[:, None, None], foreground, tf.ones_like(foreground)), found
+
+
+def fill_holes(objects):
+    """[B, S, S] {0, 1} -> the same with every background region that does not reach the border filled: the
+    background is grown from the border through non-object pixels (a 3×3 step per pass, S passes)."""
+    size = objects.shape[1]
+    open_pixels = 1.0 - objects
+    ring = tf.pad(tf.zeros([size - 2, size - 2]), [[1, 1], [1, 1]], constant_values=1.0)
+    outside = open_pixels * ring
+
+    def grow(step, reached):
+        return step + 1, tf.nn.max_pool2d(reached[..., None], 3, 1, "SAME")[..., 0] * open_pixels
+
+    _, outside = tf.while_loop(lambda step, _: step < size, grow, (tf.constant(0), outside))
+    return 1.0 - outside
 
 
 def otsu_threshold(grey):

@@ -86,7 +86,7 @@ def focal_loss(masks, logits, gamma=FOCAL_GAMMA):
 
 def window_size(image_size):
     """The paper's 21-pixel average window at 256 px, scaled to `image_size` (odd, at least 3)."""
-    return max(3, 2 * round(PAPER_WINDOW * image_size / PAPER_SIZE / 2) + 1)
+    return max(3, 2 * round((PAPER_WINDOW * image_size / PAPER_SIZE - 1) / 2) + 1)
 
 
 @keras.saving.register_keras_serializable(package="bigan_ad")
