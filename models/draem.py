@@ -38,7 +38,7 @@ PRESETS = {
     "paper": {"image_size": 256, "channels": 1, "filters": [128, 256, 512, 1024, 1024],
               "unet_filters": [64, 128, 256, 512, 512, 512]},
     "quick": {"image_size": 64, "channels": 1, "filters": [8, 16, 32, 64, 64], "unet_filters": [8, 16, 32, 64]},
-    "tiny": {"image_size": 32, "channels": 1, "filters": [4, 8, 8], "unet_filters": [4, 8]},
+    "tiny": {"image_size": 32, "channels": 1, "filters": [8, 16, 16], "unet_filters": [8, 16, 32]},
 }
 # quick: the probe (Adam 1e-3, cosine decay); the step budget is set by what fits 10 minutes on two
 # cores (docs/defaults.md). One epoch stretched by min_updates (training.profiles.scale_to_data).

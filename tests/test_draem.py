@@ -1,6 +1,6 @@
 """DRAEM and its synthetic anomalies (issue 27): the synthesis is deterministic per seed, stays on the object,
 leaves about half the samples clean, draws from three different sources, in grey and colour; a briefly trained
-tiny DRAEM finds a planted defect that an untrained one does not; model.keras and the SavedModel reproduce its
+tiny DRAEM localises a planted defect that an untrained one does not; model.keras and the SavedModel reproduce its
 scores in colour (tests/test_conformance.py covers grey and the rest of the contract)."""
 
 import keras
@@ -140,21 +140,22 @@ def planted(images, rng):
     return images
 
 
-def draem_auroc(model, normals, defects):
-    scores = [np.asarray(model.score_pairs(tf.constant(images))["draem"].terms["draem"]) for images in (normals, defects)]
-    return roc_auc_score([0] * len(normals) + [1] * len(defects), np.concatenate(scores))
+def localisation(model, defects, clean):
+    """Pixel AUROC of the predicted map on images with planted defects: are the defect's pixels ranked first?"""
+    truth = (np.abs(defects - clean).max(axis=-1) > 0).ravel()
+    return roc_auc_score(truth, np.asarray(model.score_pairs(tf.constant(defects))["draem"].anomaly_map).ravel())
 
 
 def test_a_trained_draem_finds_a_planted_defect_an_untrained_one_does_not():
     keras.utils.set_random_seed(0)
     model = compiled_model(resolve_config("draem", "phantom", "smoke", seed=0))
-    rng = np.random.default_rng(1)
-    normals, defects = discs(24, seed=2), planted(discs(24, seed=3), rng)
-    untrained = draem_auroc(model, normals, defects)
+    clean = discs(24, seed=3)
+    defects = planted(clean, np.random.default_rng(1))
+    untrained = localisation(model, defects, clean)
     data = synthetic_batches(tf.data.Dataset.from_tensor_slices(discs(64, seed=4)).shuffle(64, seed=0).batch(8), 0)
-    model.fit(data.repeat(), steps_per_epoch=400, epochs=1, verbose=0)
-    trained = draem_auroc(model, normals, defects)
-    assert trained >= 0.85 and trained >= untrained + 0.2, (untrained, trained)
+    model.fit(data.repeat(), steps_per_epoch=300, epochs=1, verbose=0)
+    trained = localisation(model, defects, clean)
+    assert trained >= 0.75 and trained >= untrained + 0.2, (untrained, trained)
 
 
 def test_model_keras_and_the_saved_model_reproduce_colour_scores(tmp_path):
