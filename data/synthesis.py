@@ -105,18 +105,18 @@ def foreground_or_whole(images):
     return tf.where(found[:, None, None], foreground, tf.ones_like(foreground)), found
 
 
-def fill_holes(objects):
-    """[B, S, S] {0, 1} -> the same with every background region that does not reach the border filled: the
-    background is grown from the border through non-object pixels (a 3×3 step per pass, S passes)."""
-    size = objects.shape[1]
+def fill_holes(objects, passes=4):
+    """[B, S, S] {0, 1} -> the same with enclosed background filled.
+
+    Background counts as outside where a straight line to one of the four borders meets no object (four
+    cumulative sums), then grows `passes` 3×3 steps through background, so bays reached around a corner
+    stay open. A full flood fill (S passes) cost 30 ms an image at 64 px on two cores; this about 1 ms.
+    """
     open_pixels = 1.0 - objects
-    ring = tf.pad(tf.zeros([size - 2, size - 2]), [[1, 1], [1, 1]], constant_values=1.0)
-    outside = open_pixels * ring
-
-    def grow(step, reached):
-        return step + 1, tf.nn.max_pool2d(reached[..., None], 3, 1, "SAME")[..., 0] * open_pixels
-
-    _, outside = tf.while_loop(lambda step, _: step < size, grow, (tf.constant(0), outside))
+    seen = [tf.cumsum(objects, axis=axis, reverse=reverse) > 0 for axis in (1, 2) for reverse in (False, True)]
+    outside = open_pixels * tf.cast(~(seen[0] & seen[1] & seen[2] & seen[3]), tf.float32)
+    for _ in range(passes):
+        outside = tf.nn.max_pool2d(outside[..., None], 3, 1, "SAME")[..., 0] * open_pixels
     return 1.0 - outside
 
 
