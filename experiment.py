@@ -32,7 +32,7 @@ from evaluation.scoring import build_detector
 from models.config import ConfigError
 from models.losses import PerceptualWeightsError
 from models.names import model_list
-from models.registry import FLOOR_NAMES, ModelNotAvailableError
+from models.registry import FLOOR_NAMES, ModelNotAvailableError, family
 from spec import command_line
 from training.callbacks import TrainingDivergedError
 from training.distribution import check_resume, make_strategy, worker_out
@@ -361,7 +361,9 @@ def domain_note(dataset, profile, named):
     domain = domain_of(dataset)
     parts, defaults = [], domain_defaults(dataset, profile)
     if defaults:
-        parts.append(f"quick defaults for {domain} data: " + ", ".join(f"{key} {value}" for key, value in defaults.items()))
+        own_score = [name for name in named if "score" in defaults and not family(name).model_class.takes_domain_score]
+        parts.append(f"quick defaults for {domain} data: " + ", ".join(f"{key} {value}" for key, value in defaults.items())
+                     + (f" ({', '.join(own_score)} keeps its own score)" if own_score else ""))
     if domain in RECOMMENDED and RECOMMENDED[domain][0] not in named:
         model, flags, _ = RECOMMENDED[domain]
         parts.append(f"recommended for {domain} data: --model {model}" + (f" {flags}" if flags else ""))
