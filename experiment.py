@@ -26,7 +26,8 @@ from data.sources import DatasetError, available_categories, load_dataset, resol
 from evaluation.evaluate import calibrate, evaluate
 from evaluation.export import ImageDetector, export_saved_model
 from evaluation.metrics import norm_quantile, quantile_support, threshold_rule
-from evaluation.report import REPORT_RUNS, dataset_label, summary_table, write_report, write_tensorboard_results
+from evaluation.plots import plot_synthetic_samples
+from evaluation.report import REPORT_RUNS, dataset_label, summary_table, write_report, write_tensorboard_image, write_tensorboard_results
 from evaluation.scoring import build_detector
 from models.config import ConfigError
 from models.losses import PerceptualWeightsError
@@ -209,6 +210,7 @@ def train_evaluate_export(spec, config, collection, split, run_dir, strategy, fl
     with strategy.scope():  # variables and optimizer slots are created per replica
         network = compiled_model(config)
     set_state(run_dir, "running")
+    show_synthetic_samples(network, train_ds, run_dir)
     started = time.perf_counter()
     history = fit(network, train_ds, normals_ds, preview, config, run_dir, verbose=1 if sys.stdout.isatty() else 2)
 
@@ -247,6 +249,18 @@ def train_evaluate_export(spec, config, collection, split, run_dir, strategy, fl
               f"python run_experiments.py predict {shlex.quote(str(run_dir))} IMAGES...")
     print(f"\nEverything is in {run_dir}\nTensorBoard: tensorboard --logdir {shlex.quote(str(spec.out))}")
     return config, metrics, run_dir
+
+
+def show_synthetic_samples(network, train_ds, run_dir):
+    """A grid of the synthetic anomalies a model learns from (one training batch), in plots/ and TensorBoard;
+    nothing for a model that learns from the normals as they are."""
+    taught = network.training_data(train_ds)
+    if taught is train_ds:
+        return
+    corrupted, masks, images = next(iter(taught))
+    png = plot_synthetic_samples(corrupted, masks, images, run_dir / "plots" / "synthetic_samples.png")
+    write_tensorboard_image(run_dir / "tensorboard", "training/synthetic_samples", png)
+    print(f"Synthetic anomalies it learns from: {png}")
 
 
 def threshold_calibration(count, quantile):
@@ -347,7 +361,9 @@ def domain_note(dataset, profile, named):
     domain = domain_of(dataset)
     parts, defaults = [], domain_defaults(dataset, profile)
     if defaults:
-        parts.append(f"quick defaults for {domain} data: " + ", ".join(f"{key} {value}" for key, value in defaults.items()))
+        own_score = [name for name in named if "score" in defaults and not family(name).model_class.takes_domain_score]
+        parts.append(f"quick defaults for {domain} data: " + ", ".join(f"{key} {value}" for key, value in defaults.items())
+                     + (f" ({', '.join(own_score)} keeps its own score)" if own_score else ""))
     if domain in RECOMMENDED and RECOMMENDED[domain][0] not in named:
         model, flags, _ = RECOMMENDED[domain]
         parts.append(f"recommended for {domain} data: --model {model}" + (f" {flags}" if flags else ""))

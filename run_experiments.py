@@ -133,7 +133,8 @@ def add_training_arguments(parser):
                         "0.3 (1-SSIM) on [0, 1]), mse_ssim (2.8 MSE + 0.3 (1-SSIM)), mse, error_zmax, "
                         "latent (improved_bigan, ganomaly), feature, zenati_fm, "
                         "zenati_ce (bigan, egbad, efficient_gan), skip_ganomaly, anogan, cae_d_gan, knn, "
-                        "patch_max, patch_reweighted, patch_mean, patch_top (patchcore); default per model and profile")
+                        "draem, map_mean (draem), patch_max, patch_reweighted, patch_mean, patch_top (patchcore); default per model and "
+                        "profile")
     parser.add_argument("--phantom-draw", choices=("test", "dev"),
                         help="phantom: `dev` is a separate draw for tuning; reported numbers use `test` (the default)")
     parser.add_argument("--min-updates", type=bounded("min_updates"),

@@ -296,6 +296,31 @@ def plot_error_grid(images, reconstructions, error_maps, labels, scores, path, m
     return _save(fig, path)
 
 
+def plot_synthetic_samples(corrupted, masks, images, path, count=8) -> Path:
+    """What a synthetic-anomaly model is taught (data.synthesis): per column, a training normal, its corrupted
+    version and the mask the model must find (clean samples, mask all zero, are labelled so)."""
+    corrupted, images = _stack_2d(corrupted)[:count], _stack_2d(images)[:count]
+    masks = np.asarray(masks, np.float32)[:count]
+    rows = (("normal", images), ("synthetic anomaly", corrupted), ("mask", masks))
+    fig, axes = plt.subplots(len(rows), len(images), squeeze=False, layout="constrained",
+                             figsize=(1.5 * len(images) + 0.8, 1.6 * len(rows) + 0.4))
+    for column in range(len(images)):
+        for row, (name, pictures) in enumerate(rows):
+            ax = axes[row][column]
+            if name == "mask":
+                ax.imshow(pictures[column], cmap="gray", vmin=0, vmax=1)
+            else:
+                _show_image(ax, pictures[column])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if not column:
+                ax.set_ylabel(name, fontsize=9)
+        share = float(masks[column].mean())
+        axes[0][column].set_title(f"{share:.1%} marked" if share else "clean", fontsize=8)
+    fig.suptitle("Synthetic anomalies the model learns from (training normals)", fontsize=10)
+    return _save(fig, path)
+
+
 def is_adversarial(key: str) -> bool:
     """Adversarial terms: `adv*`/`*_adv*`, discriminator `d_*`, a GAN generator's total `g_loss` and its
     encoder-consistency `en_loss`; a cascade prefixes its module (`m2_d_loss`), which is looked through."""

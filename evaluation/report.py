@@ -169,6 +169,12 @@ def write_tensorboard_results(log_dir, metrics, roc_png, step):
         tf.summary.image("test/roc", tf.image.decode_png(tf.io.read_file(str(roc_png)))[None])
 
 
+def write_tensorboard_image(log_dir, name, png, step=0):
+    """A PNG (e.g. plots/synthetic_samples.png) as a TensorBoard image, so it sits beside the run's curves."""
+    with tf.summary.create_file_writer(str(log_dir)).as_default(step=step):
+        tf.summary.image(name, tf.image.decode_png(tf.io.read_file(str(png)), channels=3)[None])
+
+
 def _mean_std(values):
     """Mean and std of the measured values; the std of one value is undefined (nan), not 0."""
     values = [v for v in values if v is not None and not math.isnan(v)]

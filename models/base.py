@@ -12,7 +12,9 @@ Every model class derives from `AnomalyModel`, a keras.Model that builds its fun
 - `checkpoint_items()`: the networks and optimizers a checkpoint holds, i.e. everything training changes;
 - `train_step(data)`: one update, its gradients applied by `apply_gradients` (right under tf.distribute);
 - `score_pairs(images)`: {module name: ScorePair} in inference mode, which evaluation.scoring scores;
-- `finish_training(normals)`: what readies it for inference after the last epoch (e.g. BatchNorm statistics).
+- `finish_training(normals)`: what readies it for inference after the last epoch (e.g. BatchNorm statistics);
+- `training_data(dataset)`: the batches it learns from, given the augmented training normals (the normals
+  themselves by default; a synthetic-anomaly model, e.g. DRAEM, adds its corruptions: data.synthesis).
 A model fitted in one pass from the training normals (the classical floors) derives from `FittedModel`:
 `fit_normals(dataset)` replaces the epochs. `score_variants` (a class attribute) adds scores built on a
 model's extra terms to the common ones (evaluation.scoring).
@@ -101,6 +103,7 @@ class AnomalyModel(keras.Model):
     progress_logs = ()  # the logs on the console's epoch line (training.callbacks.ProgressLine); () = all
     score_variants = {}
     reconstructs = True  # False: its ScorePairs carry an anomaly_map and no reconstruction (e.g. PatchCore)
+    takes_domain_score = True  # False: a domain's quick score (training.domains) is not applied to it
 
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
@@ -171,6 +174,10 @@ class AnomalyModel(keras.Model):
 
     def finish_training(self, normals):
         """Nothing by default."""
+
+    def training_data(self, dataset):
+        """The batches `train_step` receives: the training normals as given, by default."""
+        return dataset
 
 
 class FittedModel(AnomalyModel):

@@ -300,3 +300,42 @@ def gaussian_smooth(maps, sigma):
     for shape in ((-1, 1, 1, 1), (1, -1, 1, 1)):  # vertical, then horizontal
         stacked = tf.nn.depthwise_conv2d(stacked, tf.tile(tf.reshape(taps, shape), [1, 1, count, 1]), [1, 1, 1, 1], "SAME")
     return tf.transpose(stacked[0], [2, 0, 1])
+
+
+def double_conv(x, filters, name):
+    """(Conv 3×3 -> BatchNorm -> ReLU) twice at one resolution: the unit of U-Nets and of DRAEM's networks."""
+    for index in range(2):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{index}")(x)
+        x = layers.BatchNormalization(name=f"{name}_bn{index}")(x)
+        x = layers.ReLU(name=f"{name}_act{index}")(x)
+    return x
+
+
+def upsample_conv(x, filters, name):
+    """Bilinear x2 -> Conv 3×3 -> BatchNorm -> ReLU: up-sampling without a transposed conv's checkerboard."""
+    x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_up")(x)
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_act")(x)
+
+
+def segmentation_unet(image_size, in_channels, filters, name="segmentation"):
+    """[S, S, in_channels] -> [S, S, 1] per-pixel anomaly logit (float32): a U-Net (Ronneberger et al. 2015).
+
+    One `double_conv` per entry of `filters` on the way down (max-pooling between them), then back up with
+    `upsample_conv`, the skip from the same resolution concatenated, and a `double_conv`; a 1×1 conv gives
+    the logit. DRAEM's discriminative network (models.draem) and any segmentation head of issue 27.
+    """
+    inputs = keras.Input((image_size, image_size, in_channels), name="input")
+    x, skips = inputs, []
+    for index, width in enumerate(filters):
+        if index:
+            x = layers.MaxPooling2D(2, name=f"down{index}_pool")(x)
+        x = double_conv(x, width, f"down{index}")
+        skips.append(x)
+    for index, width in reversed(list(enumerate(filters[:-1]))):
+        x = upsample_conv(x, width, f"up{index}")
+        x = layers.Concatenate(name=f"up{index}_skip")([x, skips[index]])
+        x = double_conv(x, width, f"up{index}")
+    logit = layers.Conv2D(1, 1, name="logit", dtype=OUTPUT_DTYPE)(x)
+    return keras.Model(inputs, logit, name=name)

@@ -5,10 +5,11 @@ models/registry.py maps each to its family.
 """
 
 FLOOR_NAMES = ("pca", "knn")
-# In the order of the papers' tables, then the detectors on pretrained features, then the classical floors.
+# In the order of the papers' tables, then the synthetic-anomaly detector, the detectors on pretrained features, then
+# the classical floors.
 MODEL_NAMES = (
     "improved_bigan", "bigan", "ganomaly", "skip_ganomaly", "anogan", "egbad", "efficient_gan",
-    "fcae", "cae", "vae", "beta_vae", "cvae", "vq_vae", "cae_d_gan", "patchcore", *FLOOR_NAMES,
+    "fcae", "cae", "vae", "beta_vae", "cvae", "vq_vae", "cae_d_gan", "draem", "patchcore", *FLOOR_NAMES,
 )
 
 

@@ -4,7 +4,7 @@ Every model of models/names.py is registered; models.base says what each model c
 """
 
 from checks import CHANNELS
-from models import anogan, autoencoders, bigan, cae_d_gan, floors, ganomaly, improved_bigan, patchcore, vae, vq_vae
+from models import anogan, autoencoders, bigan, cae_d_gan, draem, floors, ganomaly, improved_bigan, patchcore, vae, vq_vae
 from models.config import ConfigError
 from models.names import FLOOR_NAMES, MODEL_NAMES  # noqa: F401 (FLOOR_NAMES: re-exported for the callers)
 
@@ -23,6 +23,7 @@ FAMILIES = {
     "skip_ganomaly": ganomaly.SKIP_GANOMALY_FAMILY,
     "anogan": anogan.ANOGAN_FAMILY,
     "cae_d_gan": cae_d_gan.FAMILY,
+    "draem": draem.FAMILY,
     "patchcore": patchcore.FAMILY,
     "pca": floors.PCA_FAMILY,
     "knn": floors.KNN_FAMILY,

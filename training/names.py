@@ -20,7 +20,7 @@ MODEL_FLAGS = {model: (*_EVERY_MODEL, *own) for model, own in {
     "improved_bigan": _IMPROVED_BIGAN, "bigan": _LATENT, "ganomaly": _LATENT, "skip_ganomaly": _TRAINED,
     "anogan": _LATENT, "egbad": _LATENT, "efficient_gan": _LATENT, "fcae": _LATENT, "cae": _LATENT, "vae": _LATENT,
     "beta_vae": _LATENT, "cvae": _LATENT, "vq_vae": _TRAINED, "cae_d_gan": _TRAINED,
-    "patchcore": ("backbone", "backbone_weights", "coreset_ratio"), "pca": (), "knn": (),
+    "draem": _TRAINED, "patchcore": ("backbone", "backbone_weights", "coreset_ratio"), "pca": (), "knn": (),
 }.items()}
 _RECONSTRUCTION = ("paper", "mse_ssim", "mse", "error_zmax")
 _ZENATI = (*_RECONSTRUCTION, "feature", "zenati_ce", "zenati_fm")
@@ -30,6 +30,7 @@ MODEL_SCORES = {
     "skip_ganomaly": (*_RECONSTRUCTION, "skip_ganomaly"), "anogan": (*_RECONSTRUCTION, "anogan"), "egbad": _ZENATI,
     "efficient_gan": _ZENATI, "fcae": _RECONSTRUCTION, "cae": _RECONSTRUCTION, "vae": _VAE, "beta_vae": _VAE,
     "cvae": _VAE, "vq_vae": (*_RECONSTRUCTION, "quantization"), "cae_d_gan": (*_RECONSTRUCTION, "cae_d_gan"),
+    "draem": (*_RECONSTRUCTION, "draem", "map_mean"),
     "patchcore": ("error_zmax", "patch_max", "patch_reweighted", "patch_mean", "patch_top"),
     "pca": _RECONSTRUCTION, "knn": (*_RECONSTRUCTION, "knn"),
 }

@@ -64,7 +64,8 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
     # A floor takes only the domain's input settings (its preset's): it keeps its own score.
     domain = {key: value for key, value in domain_defaults(dataset, profile).items()
               if (key in preset or key in config and model not in FLOOR_NAMES)
-              and (key != "score" or value in score_variant_names(model))}
+              and (key != "score" or value in score_variant_names(model)
+                   and models.model_class.takes_domain_score)}
     config.update({key: value for key, value in domain.items() if key not in preset})
     config["domain_defaults"] = domain  # what the dataset's domain changed (config.json shows it)
     given = {key: value for key, value in overrides.items() if value is not None and key in OVERRIDABLE}

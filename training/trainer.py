@@ -56,10 +56,12 @@ def fit(model, train_ds, normals_ds, preview, config, run_dir, verbose=1):
     The latest checkpoint in run_dir/checkpoints is restored first, so an interrupted run
     resumes in the right phase and epoch, losing at most the epoch that was running. Then
     `model.finish_training(normals_ds)` (the un-augmented training normals) readies the model
-    for inference, e.g. re-estimates BatchNorm statistics.
+    for inference, e.g. re-estimates BatchNorm statistics. The model sees `model.training_data(train_ds)`: the
+    batches as given, or with its synthetic anomalies (DRAEM).
     """
     if isinstance(model, FittedModel):
         model.fit_normals(normals_ds)
+    train_ds = model.training_data(train_ds)
     schedule = model.make_schedule(config)
     checkpoint = TrainingCheckpoint(model.checkpoint_items(), run_dir / CHECKPOINT_DIR)
     start_epoch = checkpoint.restore_latest()
