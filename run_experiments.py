@@ -122,6 +122,10 @@ def add_training_arguments(parser):
                              "download) | PATH to a .weights.h5 file of the backbone (default: imagenet)")
     parser.add_argument("--coreset-ratio", type=checks.fraction,
                         help=f"patchcore: share of the training patches its memory bank keeps, in (0, 1] ({PROFILE_DEFAULT})")
+    parser.add_argument("--synthetic-anomalies", action="store_true", default=None,
+                        help="improved_bigan: train it as DRAEM's reconstructive network, restoring normals from "
+                             "synthetic anomalies, with a U-Net that segments them; scored by its predicted map "
+                             "(not the paper's model)")
     parser.add_argument("--xla", choices=("auto", "on", "off"),
                         help="XLA-compile the train steps (default: auto, on a GPU only)")
     parser.add_argument("--strategy", choices=STRATEGIES,
@@ -133,7 +137,8 @@ def add_training_arguments(parser):
                         "0.3 (1-SSIM) on [0, 1]), mse_ssim (2.8 MSE + 0.3 (1-SSIM)), mse, error_zmax, "
                         "latent (improved_bigan, ganomaly), feature, zenati_fm, "
                         "zenati_ce (bigan, egbad, efficient_gan), skip_ganomaly, anogan, cae_d_gan, knn, "
-                        "draem, map_mean (draem), patch_max, patch_reweighted, patch_mean, patch_top (patchcore); default per model and "
+                        "draem, map_mean (draem, improved_bigan --synthetic-anomalies), patch_max, patch_reweighted, patch_mean, "
+                        "patch_top (patchcore); default per model and "
                         "profile")
     parser.add_argument("--phantom-draw", choices=("test", "dev"),
                         help="phantom: `dev` is a separate draw for tuning; reported numbers use `test` (the default)")

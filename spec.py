@@ -38,7 +38,7 @@ CHOICES = {
 }
 TEXTS = ("model", "category", "data_dir", "normal_dir", "abnormal_dir", "perceptual_weights", "backbone_weights",
          "score", "out")
-SWITCHES = ("mixed_precision", "deterministic", "no_floor", "verbose")
+SWITCHES = ("mixed_precision", "deterministic", "synthetic_anomalies", "no_floor", "verbose")
 # The settings a re-run from config.json may still change: where it writes, how it talks, whether it resumes.
 RERUN_SETTINGS = ("out", "verbose", "resume")
 
@@ -83,6 +83,7 @@ class RunSpec:
     backbone: str | None = None
     backbone_weights: str | None = None
     coreset_ratio: float | None = None
+    synthetic_anomalies: bool | None = None
     out: str = "runs"
     resume: bool | str = False
     no_floor: bool = False
@@ -269,7 +270,7 @@ def setting_problem(spec):
     for model in names:  # a floor the call did not name takes only the flags it has a use for (experiment.py)
         problem = next(filter(None, (flag_problem(model, key) for key in given)), None)
         if spec.score is not None:
-            problem = problem or score_problem(model, spec.score)
+            problem = problem or score_problem(model, spec.score, spec.synthetic_anomalies)
         if problem:
             return problem
     if spec.batch_size is not None and spec.image_size is not None \

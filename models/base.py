@@ -77,11 +77,14 @@ COMMON_VARIANTS = {
 RECONSTRUCTION_TERMS = ("mse", "ssim_error")  # the terms only a model that rebuilds its input has
 
 
-def score_variants(model):
-    """Every score variant a model (or model class) supports: the common ones it has the terms for, and its own."""
+def score_variants(model, architecture=None):
+    """Every score variant a model supports: the common ones it has the terms for, and its own. `model` is an
+    instance, or a class with the run's `architecture` (an option may add variants: own_score_variants)."""
+    if architecture is None:
+        architecture = {} if isinstance(model, type) else model.config
     common = {name: weights for name, weights in COMMON_VARIANTS.items()
               if getattr(model, "reconstructs", True) or not set(weights) & set(RECONSTRUCTION_TERMS)}
-    return {**common, **getattr(model, "score_variants", {})}
+    return {**common, **model.own_score_variants(architecture)}
 
 
 def replica_gradients(tape, loss, variables):
@@ -120,6 +123,11 @@ class AnomalyModel(keras.Model):
     def preflight(cls, run_config):
         """Check what the run needs beyond its settings (e.g. a weights file) before any data is read; raise
         ConfigError with the reason. Nothing by default."""
+
+    @classmethod
+    def own_score_variants(cls, architecture):
+        """The family's own score variants (`score_variants`) for an architecture config; an option may add some."""
+        return cls.score_variants
 
     def take_settings(self, run_config):
         self.settings = {key: run_config[key] for key in self.SETTINGS}

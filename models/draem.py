@@ -22,15 +22,12 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from data.synthesis import synthesize, synthetic_batches
-from models.base import AnomalyModel, Family, ScorePair
+from models.base import AnomalyModel, Family
 from models.config import ConfigError
-from models.layers import OUTPUT_DTYPE, double_conv, segmentation_unet, upsample_conv
+from models.layers import OUTPUT_DTYPE, double_conv, upsample_conv
 from models.losses import ssim
 from models.schedule import SinglePhaseSchedule
-
-PAPER_WINDOW, PAPER_SIZE = 21, 256  # the paper's average filter over the map, at its input size
-FOCAL_GAMMA = 2.0
+from models.segmentation_head import MAP_VARIANTS, SegmentationHead
 
 # filters: the reconstructive network's widths per resolution (DRAEM: base 128 × 1, 2, 4, 8, 8);
 # unet_filters: the discriminative U-Net's (DRAEM: base 64 × 1, 2, 4, 8, 8, 8).
@@ -78,50 +75,19 @@ def reconstructive_network(config, name="reconstructive"):
     return keras.Model(images, output, name=name)
 
 
-def focal_loss(masks, logits, gamma=FOCAL_GAMMA):
-    """Mean binary focal loss (Lin et al. 2017) of per-pixel logits [B, S, S] against masks in {0, 1}."""
-    cross_entropy = tf.nn.sigmoid_cross_entropy_with_logits(labels=masks, logits=logits)
-    return tf.reduce_mean(tf.pow(1.0 - tf.exp(-cross_entropy), gamma) * cross_entropy)
-
-
-def window_size(image_size):
-    """The paper's 21-pixel average window at 256 px, scaled to `image_size` (odd, at least 3)."""
-    return max(3, 2 * round((PAPER_WINDOW * image_size / PAPER_SIZE - 1) / 2) + 1)
-
-
 @keras.saving.register_keras_serializable(package="bigan_ad")
-class MapScores(layers.Layer):
-    """Per-pixel logits [N, S, S] -> (anomaly probability map, {"draem": max of its `window`-mean, "map_mean"})."""
-
-    def __init__(self, window, **kwargs):
-        super().__init__(**kwargs)
-        self.window = int(window)
-
-    def call(self, logits):
-        probability = tf.sigmoid(tf.cast(logits, tf.float32))
-        local = tf.nn.avg_pool2d(probability[..., None], self.window, 1, "SAME")[..., 0]
-        return probability, {"draem": tf.reduce_max(local, axis=[1, 2]), "map_mean": tf.reduce_mean(probability, axis=[1, 2])}
-
-    def get_config(self):
-        return {**super().get_config(), "window": self.window}
-
-
-@keras.saving.register_keras_serializable(package="bigan_ad")
-class DRAEM(AnomalyModel):
+class DRAEM(SegmentationHead, AnomalyModel):
     """Reconstructive network + discriminative U-Net trained jointly on synthetic anomalies (module docstring)."""
 
     SETTINGS = ("seed",)
     LOSS_TERMS = ("loss", "l2", "ssim_loss", "focal")
     progress_logs = LOSS_TERMS
-    score_variants = {"draem": {"draem": 1.0}, "map_mean": {"map_mean": 1.0}}
+    score_variants = MAP_VARIANTS
     takes_domain_score = False  # its score reads the predicted map; the domains' scores were chosen on errors
 
     def build_networks(self):
-        channels = self.config["channels"]
         self.reconstructive = reconstructive_network(self.config)
-        self.discriminative = segmentation_unet(self.config["image_size"], 2 * channels, self.config["unet_filters"],
-                                                name="discriminative")
-        self.map_scores = MapScores(window_size(self.config["image_size"]), name="map_scores", dtype=OUTPUT_DTYPE)
+        self.build_head()
 
     def configure(self, run_config):
         self.take_settings(run_config)
@@ -148,46 +114,29 @@ class DRAEM(AnomalyModel):
         return {"reconstructive": self.reconstructive, "discriminative": self.discriminative,
                 "optimizer": self.optimizer_draem}
 
-    def training_data(self, dataset):
-        """The training normals with synthetic anomalies: (x̃, mask, x) batches (data.synthesis)."""
-        return synthetic_batches(dataset, self.settings["seed"])
-
-    def segment(self, corrupted, training=False):
-        """(x̂, per-pixel logits [B, S, S]) for input images."""
-        reconstruction = self.reconstructive(corrupted, training=training)
-        joint = keras.ops.concatenate([keras.ops.cast(corrupted, reconstruction.dtype), reconstruction], axis=-1)
-        return reconstruction, self.discriminative(joint, training=training)[..., 0]
-
     def train_step(self, data):
-        """One joint update on (x̃, mask, x); plain images (a direct call) are corrupted here, seeded by the step."""
-        if isinstance(data, (tuple, list)) and len(data) == 3:
-            corrupted, masks, images = data
-        else:
-            seed = tf.stack([tf.constant(self.settings.get("seed", 0), tf.int64),
-                             tf.cast(self.optimizer_draem.iterations, tf.int64)])
-            corrupted, masks, images = synthesize(data, seed)
+        """One joint update on (x̃, mask, x) (models.segmentation_head.SegmentationHead.synthetic_triple)."""
+        corrupted, masks, images = self.synthetic_triple(data, self.optimizer_draem.iterations)
         images = tf.cast(images, tf.float32)
         with tf.GradientTape() as tape:
-            reconstruction, logits = self.segment(corrupted, training=True)
-            terms = self.loss_terms(images, reconstruction, tf.cast(masks, tf.float32), logits)
+            reconstruction = self.reconstructive(corrupted, training=True)
+            terms = reconstruction_terms(images, reconstruction)
+            terms["focal"] = self.head_loss(corrupted, reconstruction, masks)
+            terms["loss"] = terms["l2"] + terms["ssim_loss"] + terms["focal"]
         self.apply_gradients(self.optimizer_draem, tape, terms["loss"], self.trainable_variables)
         self.track(terms)
         return self.logs()
 
-    @staticmethod
-    def loss_terms(images, reconstruction, masks, logits):
-        """The paper's loss: L2 and 1 − SSIM of the reconstruction (on [0, 1] intensities), focal of the mask."""
-        reconstruction = tf.cast(reconstruction, tf.float32)
-        terms = {"l2": tf.reduce_mean(tf.square((images - reconstruction) / 2.0)),
-                 "ssim_loss": 1.0 - tf.reduce_mean(ssim(images, reconstruction)),
-                 "focal": focal_loss(masks, tf.cast(logits, tf.float32))}
-        return {"loss": terms["l2"] + terms["ssim_loss"] + terms["focal"], **terms}
-
     def score_pairs(self, images):
         """One module: the image, its reconstruction, the predicted anomaly probability map and the image terms."""
-        reconstruction, logits = self.segment(images)
-        probability, terms = self.map_scores(logits)
-        return {"draem": ScorePair(images, reconstruction, terms, probability)}
+        return {"draem": self.head_pair(images, self.reconstructive(images))}
+
+
+def reconstruction_terms(images, reconstruction):
+    """The paper's reconstruction loss: L2 and 1 − SSIM of the reconstruction, on [0, 1] intensities."""
+    reconstruction = tf.cast(reconstruction, tf.float32)
+    return {"l2": tf.reduce_mean(tf.square((images - reconstruction) / 2.0)),
+            "ssim_loss": 1.0 - tf.reduce_mean(ssim(images, reconstruction))}
 
 
 FAMILY = Family(DRAEM, PRESETS, TRAINING, TRAINING_COMMON, validate_architecture)

@@ -5,6 +5,12 @@ refinement and residual Adds, and a discriminator over image-latent pairs. Train
 phases (Fig. 4): reconstruction only, then adversarial BiGAN training in which the
 discriminator learns on every 5th epoch and the reconstruction update runs 3 times per step (§III
 says "3 times per epoch"; docs/design.md gives our reading).
+
+Option `synthetic_anomalies` (--synthetic-anomalies, issue 27; not the paper's): trained as DRAEM's
+reconstructive network (models.segmentation_head). The encoder-generator restores x from a synthetically
+corrupted x̃ in both phases, the discriminator still sees clean pairs, and a discriminative U-Net on
+(x̃, G(E(x̃))) learns to segment the corruption; its predicted map is the module's anomaly map and DRAEM's
+`draem` the default score.
 """
 
 import keras
@@ -18,6 +24,7 @@ from models.layers import OUTPUT_DTYPE, conv_block, image_output, pair_discrimin
 from models.losses import PIXELS_PM1_WEIGHTS, RECONSTRUCTION_WEIGHTS, ReconstructionLoss, bigan_losses, build_perceptual_extractor
 from models.pair_game import PairAdversary
 from models.schedule import TwoPhaseSchedule
+from models.segmentation_head import MAP_VARIANTS, SegmentationHead
 
 # Architectures. `paper` follows the paper where it speaks (128x128 grayscale, SE attention, residual
 # generator, image-latent discriminator); widths and depths are ours (the paper gives none).
@@ -25,16 +32,17 @@ PRESETS = {
     "paper": {
         "image_size": 128, "channels": 1, "latent_dim": 128, "filters": [32, 64, 128, 256, 512],
         "discriminator_filters": [32, 64, 128, 256], "latent_units": 256, "joint_units": 512,
-        "se_ratio": 8, "dropout": 0.2,
+        "se_ratio": 8, "dropout": 0.2, "synthetic_anomalies": False, "unet_filters": [16, 32, 64, 128, 128],
     },
     "quick": {
         "image_size": 64, "channels": 1, "latent_dim": 64, "filters": [16, 32, 64, 128],
         "discriminator_filters": [16, 32, 64], "latent_units": 128, "joint_units": 128,
-        "se_ratio": 4, "dropout": 0.2,
+        "se_ratio": 4, "dropout": 0.2, "synthetic_anomalies": False, "unet_filters": [8, 16, 32, 64],
     },
     "tiny": {
         "image_size": 32, "channels": 1, "latent_dim": 8, "filters": [4, 8],
         "discriminator_filters": [4, 8], "latent_units": 8, "joint_units": 8, "se_ratio": 2, "dropout": 0.0,
+        "synthetic_anomalies": False, "unet_filters": [8, 16, 32],
     },
 }
 
@@ -95,7 +103,7 @@ def build_discriminator(config):
 
 
 @keras.saving.register_keras_serializable(package="bigan_ad")
-class ImprovedBiGAN(PairAdversary, AnomalyModel):
+class ImprovedBiGAN(SegmentationHead, PairAdversary, AnomalyModel):
     """Owns encoder, generator and discriminator; `train_step` is the paper's two-phase update.
 
     The phase is plain Python state set once per epoch by `models.schedule.TwoPhaseSchedule`
@@ -103,12 +111,16 @@ class ImprovedBiGAN(PairAdversary, AnomalyModel):
     compiled step contains exactly the updates of its phase.
     """
 
-    progress_logs = ("recon_loss", "adv_loss", "d_loss")  # the console's epoch line (training.callbacks.ProgressLine)
+    SETTINGS = ("seed",)  # seeds the synthetic anomalies
+    progress_logs = ("recon_loss", "adv_loss", "d_loss", "focal")  # the console's epoch line (training.callbacks.ProgressLine)
 
     def build_networks(self):
         self.encoder = build_encoder(self.config)
         self.generator = build_generator(self.config)
         self.discriminator = build_discriminator(self.config)
+        self.synthetic = bool(self.config.get("synthetic_anomalies"))
+        if self.synthetic:
+            self.build_head()
         self.adversarial = False
         self.train_discriminator = False
         self._train_functions = {}
@@ -127,6 +139,7 @@ class ImprovedBiGAN(PairAdversary, AnomalyModel):
         # E+G updates in the whole schedule: one per phase-1 step, `reconstruction_repeats` per phase-2 step.
         updates = run_config.get("steps_per_epoch", 0) * (
             run_config["epochs_recon"] + run_config["reconstruction_repeats"] * run_config["epochs_adv"])
+        self.take_settings(run_config)
         lr = run_config["lr"]
         if updates and run_config.get("lr_schedule") == "cosine":
             lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=updates, alpha=0.05)
@@ -142,12 +155,22 @@ class ImprovedBiGAN(PairAdversary, AnomalyModel):
         return TwoPhaseSchedule(run_config["epochs_recon"], run_config["epochs_adv"], run_config["discriminator_every"])
 
     def checkpoint_items(self):
-        """Everything training needs to continue: the three networks and both optimizers."""
+        """Everything training needs to continue: the networks (with the head, when trained with one) and both optimizers."""
         return {
             "encoder": self.encoder, "generator": self.generator, "discriminator": self.discriminator,
+            **({"segmentation_head": self.discriminative} if self.synthetic else {}),
             "reconstruction_optimizer": self.reconstruction_optimizer,
             "discriminator_optimizer": self.discriminator_optimizer,
         }
+
+    def training_data(self, dataset):
+        """The normals, or with --synthetic-anomalies the (x̃, mask, x) batches of data.synthesis."""
+        return super().training_data(dataset) if self.synthetic else dataset
+
+    @classmethod
+    def own_score_variants(cls, architecture):
+        """The latent distance; with the segmentation head, DRAEM's map scores too."""
+        return {**cls.score_variants, **(MAP_VARIANTS if architecture.get("synthetic_anomalies") else {})}
 
     # §IV-F: "anomaly scores were computed using reconstruction error or latent space distance" (§IV-D likewise).
     score_variants = {"latent": {"latent_distance": 1.0}}
@@ -159,6 +182,8 @@ class ImprovedBiGAN(PairAdversary, AnomalyModel):
         latent = self.encoder(images)
         reconstruction = self.generator(latent)
         drift = keras.ops.mean(keras.ops.square(latent - self.encoder(reconstruction)), axis=-1)
+        if self.synthetic:
+            return {"improved_bigan": self.head_pair(images, reconstruction, {"latent_distance": drift})}
         return {"improved_bigan": ScorePair(images, reconstruction, {"latent_distance": drift})}
 
     def finish_training(self, normals):
@@ -186,12 +211,14 @@ class ImprovedBiGAN(PairAdversary, AnomalyModel):
                                      (discriminator_optimizer, self.discriminator.trainable_variables)):
             if not optimizer.built:
                 optimizer.build(variables)
-        self.start_trackers(["recon_loss", *reconstruction_loss.terms, "adv_loss", "d_loss", "d_real", "d_fake"])
+        self.start_trackers(["recon_loss", *reconstruction_loss.terms, "adv_loss", "d_loss", "d_real", "d_fake",
+                             *(["focal"] if self.synthetic else [])])
 
     @property
     def autoencoder_variables(self):
-        """Encoder + generator weights: what every reconstruction and adversarial E/G update trains."""
-        return self.encoder.trainable_variables + self.generator.trainable_variables
+        """Encoder + generator weights (and the segmentation head's): what every E/G update trains."""
+        head = self.discriminative.trainable_variables if self.synthetic else []
+        return self.encoder.trainable_variables + self.generator.trainable_variables + head
 
     def set_phase(self, adversarial, train_discriminator):
         """Switch phase, reusing the step compiled for it: at most three traces per run."""
@@ -203,31 +230,42 @@ class ImprovedBiGAN(PairAdversary, AnomalyModel):
             self.make_train_function()
 
     def train_step(self, data):
-        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # unlabelled: only normal images
-        logged = ["recon_loss", *self.reconstruction_loss.terms]
+        """Phase 1: reconstruction updates; phase 2 adds the discriminator's and the BiGAN term. With the
+        segmentation head, E and G restore the clean x from the corrupted x̃ and the head segments x̃."""
+        if self.synthetic:
+            corrupted, masks, images = self.synthetic_triple(data, self.reconstruction_optimizer.iterations)
+        else:
+            images, _, _ = keras.utils.unpack_x_y_sample_weight(data)  # unlabelled: only normal images
+            corrupted, masks = images, None
+        logged = ["recon_loss", *self.reconstruction_loss.terms, *(["focal"] if self.synthetic else [])]
         if self.adversarial:
             if self.train_discriminator:
                 self._discriminator_update(images)
                 logged += ["d_loss", "d_real", "d_fake"]
-            self._autoencoder_update(images, adversarial=True)
+            self._autoencoder_update(images, corrupted, masks, adversarial=True)
             logged.append("adv_loss")
             for _ in range(self.reconstruction_repeats - 1):
-                self._autoencoder_update(images, adversarial=False)
+                self._autoencoder_update(images, corrupted, masks, adversarial=False)
         else:
-            self._autoencoder_update(images, adversarial=False)
+            self._autoencoder_update(images, corrupted, masks, adversarial=False)
         return self.logs(logged)
 
-    def _autoencoder_update(self, images, adversarial):
-        """One encoder+generator step on the reconstruction loss (plus the BiGAN term when adversarial)."""
+    def _autoencoder_update(self, images, corrupted, masks, adversarial):
+        """One encoder+generator step: the reconstruction loss of x from `corrupted` (x itself without the head),
+        plus the head's focal loss on `masks`, plus the BiGAN term on clean pairs when adversarial."""
         with tf.GradientTape() as tape:
-            terms = self.reconstruction_loss(images, self(images, training=True))
+            reconstruction = self(corrupted, training=True)
+            terms = self.reconstruction_loss(images, reconstruction)
             loss = terms["total"]
+            tracked = {"recon_loss": terms["total"], **{name: terms[name] for name in self.reconstruction_loss.terms}}
+            if self.synthetic:
+                tracked["focal"] = self.head_loss(corrupted, reconstruction, masks)
+                loss = loss + tracked["focal"]
             if adversarial:
-                _, adv_loss = bigan_losses(*self._pairs_logits(images, training=True))
-                loss = loss + self.adversarial_weight * adv_loss
+                _, tracked["adv_loss"] = bigan_losses(*self._pairs_logits(images, training=True))
+                loss = loss + self.adversarial_weight * tracked["adv_loss"]
         self.apply_gradients(self.reconstruction_optimizer, tape, loss, self.autoencoder_variables)
-        self.track({"recon_loss": terms["total"], **{name: terms[name] for name in self.reconstruction_loss.terms},
-                    **({"adv_loss": adv_loss} if adversarial else {})})
+        self.track(tracked)
 
 
 FAMILY = Family(ImprovedBiGAN, PRESETS, TRAINING, TRAINING_COMMON, validate_conv_architecture)

@@ -155,3 +155,9 @@ def dcgan_losses(real_logits, fake_logits):
     discriminator, _ = bigan_losses(real_logits, fake_logits)
     generator = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.ones_like(fake_logits), logits=fake_logits))
     return discriminator, generator
+
+
+def focal_loss(masks, logits, gamma=2.0):
+    """Mean binary focal loss (Lin et al. 2017; DRAEM's γ = 2) of per-pixel logits [B, S, S] against masks in {0, 1}."""
+    cross_entropy = tf.nn.sigmoid_cross_entropy_with_logits(labels=masks, logits=logits)
+    return tf.reduce_mean(tf.pow(1.0 - tf.exp(-cross_entropy), gamma) * cross_entropy)

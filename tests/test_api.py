@@ -51,14 +51,12 @@ def test_train_load_and_score_arrays_and_files_as_scores_csv(tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_a_run_repeated_from_its_config_json_gives_the_same_auroc(tmp_path):
-    """Issue 26: config.json records the spec; `train --config` and api.train(config=) repeat the run. Item 1: a 0
-    reaches the run (epochs_recon=0 trained one phase-1 epoch and recorded 1)."""
+def test_a_zero_reaches_the_run_and_config_json_repeats_it(tmp_path):
+    """Issue 26 item 1: a 0 reaches the run (epochs_recon=0 trained one phase-1 epoch and recorded 1); config.json
+    records the spec, which `train --config` and api.train(config=) rebuild alike (tests/test_cli.py repeats a run
+    from it and compares the scores)."""
     (first,) = api.train(model="improved_bigan", profile="smoke", epochs_recon=0, no_floor=True, out=tmp_path / "a")
     assert first.config["epochs_recon"] == 0 and first.config["spec"]["epochs_recon"] == 0
     assert {record["phase"] for record in json.loads((first.run_dir / "history.json").read_text())} == {"adversarial"}
-    assert run_experiments.main(["train", "--config", str(first.run_dir / "config.json"), "--out", str(tmp_path / "b")]) == 0
-    again = json.loads(next((tmp_path / "b").glob("*/*/*/metrics.json")).read_text())
-    assert abs(again["auroc"] - first.metrics["auroc"]) <= 1e-6
     assert api.spec(config=first.run_dir / "config.json", out=str(tmp_path / "c")) == run_experiments.parse_args(
         ["--config", str(first.run_dir), "--out", str(tmp_path / "c")])

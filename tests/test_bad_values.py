@@ -71,6 +71,10 @@ BAD_TRAINING_FLAGS = {
     "xla on": (["--xla", "on"], "--xla on needs --nondeterministic"),
     "category": (["--category", "bottle"], "--category applies to mvtec_ad and plant_village only"),
     "tfds": (["--dataset", "brain_mri", "--source", "tfds"], "--source tfds is available for plant_village only"),
+    # issue 27: the option of one model, and the scores only its head has
+    "synthetic on fcae": (["--model", "fcae", "--synthetic-anomalies"], "--synthetic-anomalies does not apply to fcae"),
+    "draem score without head": (["--score", "draem"], "reads the map of a segmentation head; improved_bigan has one "
+                                                        "with --synthetic-anomalies"),
 }
 
 
@@ -325,7 +329,8 @@ FLAG_SAMPLES = {
     "--image-size": ("48", 48), "--latent-dim": ("16", 16), "--channels": ("3", 3), "--lr": ("0.01", 0.01),
     "--perceptual-weights": ("none", "none"), "--backbone": ("resnet50", "resnet50"),
     "--backbone-weights": ("imagenet", "imagenet"), "--coreset-ratio": ("0.2", 0.2), "--xla": ("off", "off"),
-    "--strategy": ("mirrored", "mirrored"), "--mixed-precision": (None, True), "--score": ("mse", "mse"),
+    "--strategy": ("mirrored", "mirrored"), "--mixed-precision": (None, True),
+    "--synthetic-anomalies": (None, True), "--score": ("mse", "mse"),
     "--phantom-draw": ("dev", "dev"), "--min-updates": ("0", 0), "--nondeterministic": (None, True),
     "--lr-schedule": ("cosine", "cosine"), "--resume": (None, True), "--no-floor": (None, True),
     "--verbose": (None, True), "--seed": ("3", 3), "--seeds": ("1,2", [1, 2]), "--config": None,
@@ -362,13 +367,16 @@ def test_the_command_line_and_the_api_build_equal_specs_for_every_flag(tmp_path)
 def test_the_model_tables_the_spec_checks_are_the_families():
     """training.names' TensorFlow-free tables (what each model takes) are what resolve_config accepts."""
     from models.names import MODEL_NAMES
-    from training.names import MODEL_FLAGS, MODEL_SCORES, OVERRIDABLE
+    from training.names import MODEL_FLAGS, MODEL_SCORES, OVERRIDABLE, SYNTHETIC_SCORES
     from training.profiles import resolve_config, score_variant_names
 
     for model in MODEL_NAMES:
         config = resolve_config(model, "phantom", "smoke")
         assert set(MODEL_FLAGS[model]) == {key for key in OVERRIDABLE if key in config or key in config["architecture"]}, model
         assert sorted(MODEL_SCORES[model]) == score_variant_names(model), model
+    with_head = resolve_config("improved_bigan", "phantom", "smoke", synthetic_anomalies=True)
+    assert score_variant_names("improved_bigan", with_head["architecture"]) == sorted(
+        (*MODEL_SCORES["improved_bigan"], *SYNTHETIC_SCORES))
 
 
 def test_the_three_bigan_detectors_differ_under_the_smoke_profile():

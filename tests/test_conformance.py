@@ -12,7 +12,7 @@ from data.collection import DatasetError
 from evaluation.evaluate import calibrate
 from evaluation.export import ImageDetector, export_saved_model
 from evaluation.scoring import build_detector
-from models.base import FittedModel
+from models.base import FittedModel, score_variants
 from models.registry import FAMILIES
 from training.callbacks import TrainingDivergedError
 from training.profiles import resolve_config
@@ -33,9 +33,13 @@ def float32_afterwards():
     keras.config.set_dtype_policy("float32")  # compiled_model sets the global policy; leave it as found
 
 
-@pytest.mark.parametrize("name", FAMILIES)
-def test_every_model_keeps_the_contract(name, fixed_batch, tmp_path, float32_afterwards):
-    config = resolve_config(name, "phantom", "smoke", image_size=32)  # the fixed batch's (efficient_gan's smoke input is 64)
+# Every registered model, and every option that changes what a model trains (its own networks and map).
+CASES = [(name, {}) for name in FAMILIES] + [("improved_bigan", {"synthetic_anomalies": True})]
+
+
+@pytest.mark.parametrize(("name", "options"), CASES, ids=[name + "".join(f"+{key}" for key in options) for name, options in CASES])
+def test_every_model_keeps_the_contract(name, options, fixed_batch, tmp_path, float32_afterwards):
+    config = resolve_config(name, "phantom", "smoke", image_size=32, **options)  # the fixed batch's (efficient_gan's smoke input is 64)
     model = compiled_model(config)
     fitted = isinstance(model, FittedModel)  # the floors and patchcore: one pass over the normals, no epochs
     networks = {key: item for key, item in model.checkpoint_items().items() if isinstance(item, keras.layers.Layer)}
@@ -57,6 +61,8 @@ def test_every_model_keeps_the_contract(name, fixed_batch, tmp_path, float32_aft
     detector = build_detector(model, 32, 1, config["score"])
     calibrate(detector, batches(fixed_batch), batches(fixed_batch[:4]), quantile=0.95)
     outputs = detector(fixed_batch, training=False)
+    for variant in score_variants(model):  # every score variant of the model (and of its options) is finite
+        assert np.isfinite(outputs[f"score_{variant}"]).all(), variant
     detector.save(tmp_path / "detector.keras")
     restored = keras.saving.load_model(tmp_path / "detector.keras", safe_mode=True)
     reloaded = restored(fixed_batch, training=False)
@@ -70,7 +76,7 @@ def test_every_model_keeps_the_contract(name, fixed_batch, tmp_path, float32_aft
     # 5. Mixed precision builds bfloat16 networks with float32 weights, steps with finite losses and scores in
     # float32, here in colour.
     colour = np.concatenate([fixed_batch, -fixed_batch, np.roll(fixed_batch, 8, axis=2)], axis=-1)
-    mixed_config = resolve_config(name, "phantom", "smoke", mixed_precision=True, channels=3, image_size=32)
+    mixed_config = resolve_config(name, "phantom", "smoke", mixed_precision=True, channels=3, image_size=32, **options)
     mixed = compiled_model(mixed_config)
     if fitted:
         mixed.fit_normals(batches(colour))

@@ -14,7 +14,8 @@ from evaluation.evaluate import calibrate
 from evaluation.export import ImageDetector, export_saved_model
 from evaluation.plots import plot_synthetic_samples
 from evaluation.scoring import build_detector
-from models.draem import focal_loss, window_size
+from models.losses import focal_loss
+from models.segmentation_head import window_size
 from training.profiles import resolve_config
 from training.trainer import compiled_model
 
@@ -176,3 +177,15 @@ def test_model_keras_and_the_saved_model_reproduce_colour_scores(tmp_path):
     served = tf.saved_model.load(str(tmp_path / "saved_model")).signatures["serving_float"](
         images=tf.constant((images + 1.0) / 2.0))
     np.testing.assert_allclose(served["score"], outputs["score"], rtol=1e-3, atol=1e-3)
+
+
+def test_improved_bigan_with_synthetic_anomalies_keeps_draems_score_and_not_the_domains():
+    """--synthetic-anomalies scores improved_bigan by its head's map (DRAEM's score): the chest domain's quick score
+    was chosen on reconstruction errors and is not applied; without the option it is, and there is no head."""
+    from training.profiles import resolve_config
+
+    with_head = resolve_config("improved_bigan", "chest_xray_2", "quick", synthetic_anomalies=True)
+    plain = resolve_config("improved_bigan", "chest_xray_2", "quick")
+    assert with_head["score"] == "draem" and with_head["architecture"]["synthetic_anomalies"] is True
+    assert plain["score"] == "mse_ssim" and plain["architecture"]["synthetic_anomalies"] is False
+    assert resolve_config("improved_bigan", "chest_xray_2", "quick", synthetic_anomalies=True, score="latent")["score"] == "latent"

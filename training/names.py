@@ -7,7 +7,7 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 OVERRIDABLE = (
     "epochs", "epochs_recon", "epochs_adv", "batch_size", "lr", "perceptual_weights", "image_size", "latent_dim", "xla",
     "mixed_precision", "strategy", "score", "phantom_draw", "min_updates", "deterministic", "lr_schedule", "channels",
-    "backbone", "backbone_weights", "coreset_ratio",
+    "backbone", "backbone_weights", "coreset_ratio", "synthetic_anomalies",
 )
 # What each model takes, so a flag or score it has no use for is refused before TensorFlow is imported (the
 # families in models/registry.py decide it; tests/test_bad_values.py keeps these tables in step with them).
@@ -15,7 +15,8 @@ _EVERY_MODEL = ("batch_size", "image_size", "xla", "mixed_precision", "strategy"
                 "deterministic", "channels")
 _TRAINED = ("epochs", "lr", "min_updates")
 _LATENT = (*_TRAINED, "latent_dim")
-_IMPROVED_BIGAN = ("epochs_recon", "epochs_adv", "lr", "min_updates", "latent_dim", "perceptual_weights", "lr_schedule")
+_IMPROVED_BIGAN = ("epochs_recon", "epochs_adv", "lr", "min_updates", "latent_dim", "perceptual_weights", "lr_schedule",
+                   "synthetic_anomalies")
 MODEL_FLAGS = {model: (*_EVERY_MODEL, *own) for model, own in {
     "improved_bigan": _IMPROVED_BIGAN, "bigan": _LATENT, "ganomaly": _LATENT, "skip_ganomaly": _TRAINED,
     "anogan": _LATENT, "egbad": _LATENT, "efficient_gan": _LATENT, "fcae": _LATENT, "cae": _LATENT, "vae": _LATENT,
@@ -34,6 +35,8 @@ MODEL_SCORES = {
     "patchcore": ("error_zmax", "patch_max", "patch_reweighted", "patch_mean", "patch_top"),
     "pca": _RECONSTRUCTION, "knn": (*_RECONSTRUCTION, "knn"),
 }
+# The map scores a segmentation head trained on synthetic anomalies adds (models.segmentation_head).
+SYNTHETIC_SCORES = ("draem", "map_mean")
 # Every score variant any model has, so --score can refuse a name that does not exist.
 SCORE_NAMES = tuple(dict.fromkeys(name for names in MODEL_SCORES.values() for name in names))
 
@@ -51,8 +54,12 @@ def flag_problem(model, key):
     return f"{flag_name(key)} does not apply to {model}; the flags it takes are {', '.join(flags)}."
 
 
-def score_problem(model, score):
-    """The sentence refusing a score variant `model` does not have, or None."""
-    if score in MODEL_SCORES[model]:
+def score_problem(model, score, synthetic_anomalies=False):
+    """The sentence refusing a score variant `model` does not have (with --synthetic-anomalies: or its head's), or None."""
+    synthetic = synthetic_anomalies and "synthetic_anomalies" in MODEL_FLAGS[model]
+    scores = (*MODEL_SCORES[model], *(SYNTHETIC_SCORES if synthetic else ()))
+    if score in scores:
         return None
-    return f"--score {score} does not apply to {model}; choose one of {sorted(MODEL_SCORES[model])}."
+    if score in SYNTHETIC_SCORES and "synthetic_anomalies" in MODEL_FLAGS[model]:
+        return f"--score {score} reads the map of a segmentation head; {model} has one with --synthetic-anomalies."
+    return f"--score {score} does not apply to {model}; choose one of {sorted(scores)}."

@@ -13,6 +13,7 @@ from models.base import score_variants
 from models.config import ConfigError
 from models.names import FLOOR_NAMES
 from models.registry import FAMILIES, architecture, family
+from models.segmentation_head import MAP_SCORE
 from training.domains import domain_defaults
 from training.names import OVERRIDABLE, PROFILE_NAMES, flag_problem, score_problem
 
@@ -35,7 +36,7 @@ DATA = {
 }
 
 _EPOCH_KEYS = ("epochs", "epochs_recon", "epochs_adv")
-_ARCHITECTURE_KEYS = ("image_size", "latent_dim", "channels", "backbone")
+_ARCHITECTURE_KEYS = ("image_size", "latent_dim", "channels", "backbone", "synthetic_anomalies")
 
 
 def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None, **overrides):
@@ -61,11 +62,15 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
     if isinstance(config["preset"], dict):
         config["preset"] = config["preset"][source_paper(dataset)]
     preset = dict(models.presets[config["preset"]])
+    # Trained on synthetic anomalies, a model is scored by its predicted map (DRAEM's score) unless told otherwise.
+    synthetic = bool(overrides.get("synthetic_anomalies"))
+    if synthetic:
+        config["score"] = MAP_SCORE
     # A floor takes only the domain's input settings (its preset's): it keeps its own score.
     domain = {key: value for key, value in domain_defaults(dataset, profile).items()
               if (key in preset or key in config and model not in FLOOR_NAMES)
               and (key != "score" or value in score_variant_names(model)
-                   and models.model_class.takes_domain_score)}
+                   and models.model_class.takes_domain_score and not synthetic)}
     config.update({key: value for key, value in domain.items() if key not in preset})
     config["domain_defaults"] = domain  # what the dataset's domain changed (config.json shows it)
     given = {key: value for key, value in overrides.items() if value is not None and key in OVERRIDABLE}
@@ -88,14 +93,15 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
     xla = xla_problem(config["xla"], config["deterministic"])
     if xla:
         raise ConfigError(xla)
-    if config["score"] not in score_variant_names(model):
-        raise ConfigError(score_problem(model, config["score"]))
+    if config["score"] not in score_variant_names(model, config["architecture"]):
+        raise ConfigError(score_problem(model, config["score"], synthetic))
     return config
 
 
-def score_variant_names(model):
-    """The score variants a model supports (evaluation.scoring's common ones and the family's own)."""
-    return sorted(score_variants(FAMILIES[model].model_class))
+def score_variant_names(model, architecture=None):
+    """The score variants a model supports (evaluation.scoring's common ones and the family's own), for its
+    `architecture` when given (an option may add some: --synthetic-anomalies)."""
+    return sorted(score_variants(FAMILIES[model].model_class, architecture))
 
 
 def scale_to_data(config, train_size):
