@@ -55,6 +55,7 @@ class Family:
     training: dict  # profile -> run settings, each naming its preset
     training_common: dict
     validate_architecture: typing.Callable
+    synthetic_training: dict = dataclasses.field(default_factory=dict)  # profile -> settings with --synthetic-anomalies
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)

@@ -187,5 +187,6 @@ def test_improved_bigan_with_synthetic_anomalies_keeps_draems_score_and_not_the_
     with_head = resolve_config("improved_bigan", "chest_xray_2", "quick", synthetic_anomalies=True)
     plain = resolve_config("improved_bigan", "chest_xray_2", "quick")
     assert with_head["score"] == "draem" and with_head["architecture"]["synthetic_anomalies"] is True
+    assert (with_head["epochs_recon"], with_head["epochs_adv"], with_head["min_updates"]) == (10, 1, 600)  # a step budget
     assert plain["score"] == "mse_ssim" and plain["architecture"]["synthetic_anomalies"] is False
     assert resolve_config("improved_bigan", "chest_xray_2", "quick", synthetic_anomalies=True, score="latent")["score"] == "latent"

@@ -65,7 +65,7 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
     # Trained on synthetic anomalies, a model is scored by its predicted map (DRAEM's score) unless told otherwise.
     synthetic = bool(overrides.get("synthetic_anomalies"))
     if synthetic:
-        config["score"] = MAP_SCORE
+        config.update({"score": MAP_SCORE, **models.synthetic_training.get(profile, {})})
     # A floor takes only the domain's input settings (its preset's): it keeps its own score.
     domain = {key: value for key, value in domain_defaults(dataset, profile).items()
               if (key in preset or key in config and model not in FLOOR_NAMES)
