@@ -244,8 +244,8 @@ def report_rows(results):
     for config, metrics, run_dir in results:
         groups.setdefault(row_key(config), []).append((config, metrics, run_dir))
     rows = []
-    for (dataset, model, profile, score), runs in groups.items():
-        row = {"dataset": dataset, "model": model, "floor": model in FLOOR_NAMES,
+    for (dataset, model, profile, score, synthetic), runs in groups.items():
+        row = {"dataset": dataset, "model": model, "floor": model in FLOOR_NAMES, "synthetic_anomalies": synthetic,
                "seeds": ",".join(str(c["seed"]) for c, _, _ in runs), "runs": " ".join(str(d) for _, _, d in runs),
                "paper_source": paper_source(runs[0][0]) or ""}
         reference = paper_reference(runs[0][0]) or {}
@@ -270,15 +270,18 @@ def report_rows(results):
         row["profile"], row["score"] = profile or "", score or ""
         rows.append(row)
     for row in rows:  # a model in two rows of one dataset (merged calls): say which settings each row is
-        twice = sum((other["dataset"], other["model"]) == (row["dataset"], row["model"]) for other in rows) > 1
+        twice = sum((other["dataset"], other["model"], other["synthetic_anomalies"])
+                    == (row["dataset"], row["model"], row["synthetic_anomalies"]) for other in rows) > 1
         row["setting"] = f"profile {row['profile']}, score {row['score']}" if twice else ""
     _add_better_floor(rows)
     return _by_auroc(rows)
 
 
 def row_key(config):
-    """What one report row stands for: a model on a dataset (and category) under one profile and score variant."""
-    return dataset_label(config), config["model"], config.get("profile"), config.get("score")
+    """What one report row stands for: a model on a dataset (and category) under one profile and score variant,
+    trained with synthetic anomalies or not (--synthetic-anomalies: another model in effect)."""
+    return (dataset_label(config), config["model"], config.get("profile"), config.get("score"),
+            bool(config.get("architecture", {}).get("synthetic_anomalies")))
 
 
 def merged_results(results, folder):
@@ -304,8 +307,9 @@ def merged_results(results, folder):
 
 def model_label(row):
     """The model's name, marked when it is a classical floor (and with its profile and score when the model has
-    two rows of one dataset), as every table and figure shows it."""
-    return row["model"] + (" (floor)" if row["floor"] else "") + (f" [{row['setting']}]" if row.get("setting") else "")
+    two rows of one dataset; `+synthetic` when trained with --synthetic-anomalies), as every table and figure shows it."""
+    return (row["model"] + (" (floor)" if row["floor"] else "") + ("+synthetic" if row.get("synthetic_anomalies") else "")
+            + (f" [{row['setting']}]" if row.get("setting") else ""))
 
 
 def _number(value, digits=3):
@@ -384,7 +388,8 @@ def _roc_panels(results, rows):
             first.setdefault(tuple(value or "" for value in row_key(config)), run_dir)
     panels = {}
     for dataset, group in _by_dataset(rows).items():
-        keys = {model_label(row): (dataset, row["model"], row["profile"], row["score"]) for row in group}
+        keys = {model_label(row): (dataset, row["model"], row["profile"], row["score"], row["synthetic_anomalies"] or "")
+                for row in group}
         curves = {label: run_scores(first[key]) for label, key in keys.items() if key in first}
         curves = {name: scored for name, scored in curves.items() if scored}
         if curves:

@@ -308,3 +308,13 @@ def test_a_second_call_into_the_same_out_merges_its_rows_and_loses_none(tmp_path
     markdown = stem.with_suffix(".md").read_text()
     assert "fcae [profile quick, score mse]" in markdown and "fcae [profile smoke, score mse]" in markdown
     assert len(json.loads((stem.parent / "report_runs.json").read_text())) == 8
+
+
+def test_a_model_trained_with_synthetic_anomalies_is_its_own_row(tmp_path):
+    """improved_bigan with and without --synthetic-anomalies are two detectors: two rows, told apart by name."""
+    plain, synthetic = (scored_result(tmp_path / name, "improved_bigan", 0, shift) for name, shift in (("a", 1.0), ("b", 2.0)))
+    synthetic[0]["architecture"] = {"synthetic_anomalies": True}
+    rows = report_rows([plain, synthetic])
+    assert [row["synthetic_anomalies"] for row in rows] == [True, False]  # ranked by AUROC
+    markdown = write_report([plain, synthetic], tmp_path).with_suffix(".md").read_text()
+    assert "| improved_bigan+synthetic |" in markdown and "| improved_bigan |" in markdown
