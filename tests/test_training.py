@@ -71,7 +71,8 @@ def float32_afterwards():
     keras.config.set_dtype_policy("float32")  # compiled_model sets the global policy; leave it as found
 
 
-@pytest.mark.parametrize("model_name", ["improved_bigan", "cae_d_gan"])
+# improved_bigan only: tests/test_conformance.py steps every model in mixed precision; this adds the save and reload.
+@pytest.mark.parametrize("model_name", ["improved_bigan"])
 def test_mixed_precision_computes_in_bfloat16_and_keeps_weights_losses_and_scores_float32(
     model_name, fixed_batch, float32_afterwards, tmp_path
 ):
