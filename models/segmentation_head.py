@@ -59,8 +59,9 @@ class SegmentationHead:
         self.map_scores = MapScores(window_size(size), name="map_scores", dtype=OUTPUT_DTYPE)
 
     def training_data(self, dataset):
-        """The training normals with synthetic anomalies: (x̃, mask, x) batches (data.synthesis)."""
-        return synthetic_batches(dataset, self.settings["seed"])
+        """The training normals with synthetic anomalies: (x̃, mask, x) batches (data.synthesis), endless, so one
+        iterator serves every epoch (the trainer reads steps_per_epoch batches an epoch)."""
+        return synthetic_batches(dataset.repeat(), self.settings["seed"])
 
     def synthetic_triple(self, data, step):
         """(x̃, mask, x) as training_data gives it; plain images (a direct train_step call) are corrupted here,
