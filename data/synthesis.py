@@ -19,7 +19,11 @@ Per image:
   texture (Perlin noise, stripes, checker or a solid colour, in random colours), or the image's own intensity
   and colour changed (a random gain and offset per channel);
 - alpha blending with a feathered mask at a random opacity α: x̃ = x + α·m̃·(source − x), FPI's interpolation
-  inside the mask. No Poisson blending: alpha blending is one tf op, and feathering already hides the seam.
+  inside the mask. No Poisson blending: alpha blending is one tf op, and feathering already hides the seam;
+- labelled clean when the corruption is not visible: a mean change inside the mask below MIN_CHANGE. Another
+  normal of a texture is the same texture, and a gain near 1 at a low opacity changes nothing; labelled, these
+  taught the map to fire on normal-looking pixels (on the magnetic tiles 46 % of the other-image corruptions
+  changed their mask by less than 0.05 on average, 24 % of the intensity changes on every dev set).
 """
 
 import math
@@ -37,6 +41,7 @@ POLYGON_VERTICES = 7
 OTSU_BINS = 64
 BORDER_AGREEMENT = 0.9  # this share of the border must be on the background side of Otsu's threshold
 FOREGROUND_RANGE = (0.05, 0.95)  # a foreground outside this share of the image falls back to the whole image
+MIN_CHANGE = 0.1  # mean |x̃ − x| inside the mask (on [-1, 1], about 13 grey levels) below which a sample is clean
 
 
 def synthetic_batches(dataset, seed):
@@ -70,6 +75,10 @@ def synthesize(images, seed, sources=SOURCES, clean_fraction=CLEAN_FRACTION):
     opacity = tf.random.stateless_uniform([count, 1, 1, 1], next(seeds), *OPACITY)
     feathered = feather(masks, max(1, size // 32))[..., None]
     augmented = tf.clip_by_value(images + opacity * feathered * (source - images), -1.0, 1.0)
+    change = tf.reduce_max(tf.abs(augmented - images), axis=-1)
+    visible = tf.reduce_sum(change * masks, axis=[1, 2]) >= MIN_CHANGE * tf.reduce_sum(masks, axis=[1, 2])
+    masks = masks * tf.cast(visible, tf.float32)[:, None, None]
+    augmented = tf.where((tf.reduce_max(masks, axis=[1, 2]) > 0)[:, None, None, None], augmented, images)
     return augmented, masks, images
 
 
