@@ -94,7 +94,7 @@ def test_about_half_clean_and_mask_sizes_from_small_to_large():
     images = discs(16)
     masks = np.concatenate([synthesize(images, seed(value))[1] for value in range(8)])  # 128 samples
     marked = masks.mean(axis=(1, 2))
-    assert 0.35 <= (marked == 0).mean() <= 0.65
+    assert 0.5 <= (marked == 0).mean() <= 0.85  # half are drawn clean; an invisible corruption is labelled clean too
     object_share = (images[..., 0] > 0).mean()
     shares = marked[marked > 0] / object_share
     assert shares.min() < 0.03 and shares.max() > 0.25, (shares.min(), shares.max())
@@ -110,11 +110,11 @@ def test_a_corruption_that_changes_too_little_is_labelled_clean():
         change = np.abs(corrupted - clean)[..., 0]
         assert np.all((change * masks).sum(axis=(1, 2))[marked] >= MIN_CHANGE * masks.sum(axis=(1, 2))[marked] - 1e-4)
         np.testing.assert_array_equal(corrupted[~marked], clean[~marked])  # clean-labelled samples are unchanged
-        assert marked.mean() >= 0.5  # most corruptions of these discs are visible
+        assert marked.mean() >= 0.2  # some corruptions of these low-contrast discs are visible
 
 
 def test_the_three_sources_differ():
-    images = discs(16, channels=3)
+    images = discs(48, channels=3)
     results = {source: synthesize(images, seed(4), sources=(source,), clean_fraction=0.0) for source in SOURCES}
     # The same seed draws the same masks whatever the source; a source's invisible corruption is labelled clean.
     drawn = np.max([np.asarray(result[1]) for result in results.values()], axis=0)
