@@ -356,12 +356,13 @@ def prepare_data(spec):
             print(describe(collection, protocol_split(collection, config), config["protocol"]))
 
 
-def domain_note(dataset, profile, named):
-    """The console line naming the dataset domain's quick defaults and recommended model (training.domains)."""
+def domain_note(dataset, profile, named, own_score=()):
+    """The console line naming the dataset domain's quick defaults and recommended model (training.domains);
+    `own_score`: the named models whose resolved config did not take the domain's score."""
     domain = domain_of(dataset)
     parts, defaults = [], domain_defaults(dataset, profile)
     if defaults:
-        own_score = [name for name in named if "score" in defaults and not family(name).model_class.takes_domain_score]
+        own_score = own_score if "score" in defaults else ()
         parts.append(f"quick defaults for {domain} data: " + ", ".join(f"{key} {value}" for key, value in defaults.items())
                      + (f" ({', '.join(own_score)} keeps its own score)" if own_score else ""))
     if domain in RECOMMENDED and RECOMMENDED[domain][0] not in named:
@@ -384,9 +385,11 @@ def train(spec):
     _cached_dataset.cache_clear()  # each call reads the folders as they are now
     named = model_list(spec.model)
     models = planned_models(named, spec.no_floor)
-    for model in models:  # a bad flag or weights file stops the call before any data is read, not after the floors
-        family(model).model_class.preflight(run_config(spec, model, spec.seeds[0], spec.category, model in named))
-    note = domain_note(spec.dataset, spec.profile, named)
+    configs = {model: run_config(spec, model, spec.seeds[0], spec.category, model in named) for model in models}
+    for model, config in configs.items():  # a bad flag or weights file stops the call before any data is read
+        family(model).model_class.preflight(config)
+    own_score = [model for model in named if "score" not in configs[model]["domain_defaults"]]
+    note = domain_note(spec.dataset, spec.profile, named, own_score)
     if note:
         print(note)
     check_resume(spec.strategy, spec.resume)

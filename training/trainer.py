@@ -61,11 +61,12 @@ def fit(model, train_ds, normals_ds, preview, config, run_dir, verbose=1):
     """
     if isinstance(model, FittedModel):
         model.fit_normals(normals_ds)
-    steps_per_epoch = epoch_steps(train_ds, config)
-    train_ds = model.training_data(train_ds)
+    batches = model.training_data(train_ds)
     # An endless stream (synthetic anomalies) is read by one iterator, `steps_per_epoch` batches an epoch: Keras
     # then keeps its iterator across epochs instead of building one per epoch (see epoch_steps).
-    endless = train_ds.cardinality() == tf.data.INFINITE_CARDINALITY
+    endless = batches.cardinality() == tf.data.INFINITE_CARDINALITY
+    steps_per_epoch = epoch_steps(train_ds, config) if endless else None
+    train_ds = batches
     schedule = model.make_schedule(config)
     checkpoint = TrainingCheckpoint(model.checkpoint_items(), run_dir / CHECKPOINT_DIR)
     start_epoch = checkpoint.restore_latest()
@@ -75,7 +76,7 @@ def fit(model, train_ds, normals_ds, preview, config, run_dir, verbose=1):
             train_ds,
             epochs=schedule.total_epochs,
             initial_epoch=start_epoch,
-            steps_per_epoch=steps_per_epoch if endless else None,
+            steps_per_epoch=steps_per_epoch,
             shuffle=False,  # the tf.data pipeline shuffles
             verbose=0,
             callbacks=[
