@@ -52,11 +52,23 @@ def test_train_load_and_score_arrays_and_files_as_scores_csv(tmp_path, capsys):
 
 
 def test_a_zero_reaches_the_run_and_config_json_repeats_it(tmp_path):
-    """Issue 26 item 1: a 0 reaches the run (epochs_recon=0 trained one phase-1 epoch and recorded 1); config.json
+    """Issue 26 item 1: a 0 reaches the run (epochs_recon=0 trained one phase-1 epoch and recorded 1): the spec, the
+    run's resolved config and its schedule all keep it (no run needed: the 0 was lost before the parser). config.json
     records the spec, which `train --config` and api.train(config=) rebuild alike (tests/test_cli.py repeats a run
     from it and compares the scores)."""
-    (first,) = api.train(model="improved_bigan", profile="smoke", epochs_recon=0, no_floor=True, out=tmp_path / "a")
-    assert first.config["epochs_recon"] == 0 and first.config["spec"]["epochs_recon"] == 0
-    assert {record["phase"] for record in json.loads((first.run_dir / "history.json").read_text())} == {"adversarial"}
-    assert api.spec(config=first.run_dir / "config.json", out=str(tmp_path / "c")) == run_experiments.parse_args(
-        ["--config", str(first.run_dir), "--out", str(tmp_path / "c")])
+    import experiment  # noqa: PLC0415 (TensorFlow)
+    from models.schedule import TwoPhaseSchedule  # noqa: PLC0415
+
+    settings = {"model": "improved_bigan", "profile": "smoke", "epochs_recon": 0, "min_updates": 0, "no_floor": True,
+                "out": str(tmp_path / "a")}
+    built = api.spec(**settings)
+    assert built.epochs_recon == 0 and built.min_updates == 0
+    config = experiment.run_config(built, "improved_bigan", 0, None, True)
+    assert config["epochs_recon"] == 0 and config["min_updates"] == 0
+    schedule = TwoPhaseSchedule(config["epochs_recon"], config["epochs_adv"])  # improved_bigan's make_schedule
+    assert {schedule.phase(epoch) for epoch in range(schedule.total_epochs)} == {"adversarial"}
+    recorded = tmp_path / "config.json"
+    recorded.write_text(json.dumps({**config, **experiment.provenance(built)}))
+    assert api.spec(config=recorded, out=str(tmp_path / "c")) == run_experiments.parse_args(
+        ["--config", str(recorded), "--out", str(tmp_path / "c")])
+    assert api.spec(config=recorded, out=str(tmp_path / "a")) == built

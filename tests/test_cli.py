@@ -169,7 +169,7 @@ def test_folder_dataset_export_reproduces_scores_from_files(tmp_path):
     normal, abnormal = write_image_folders(tmp_path / "images")
     out = tmp_path / "runs"
     code = run_experiments.main(["--dataset", "folder", "--normal-dir", str(normal), "--abnormal-dir", str(abnormal),
-                                 "--profile", "smoke", "--no-floor", "--out", str(out)])
+                                 "--model", "fcae", "--profile", "smoke", "--no-floor", "--out", str(out)])
     assert code == 0
     run_dir = only_run(out)
     split = json.loads((run_dir / "split.json").read_text())

@@ -229,9 +229,9 @@ def test_training_on_normals_only_exports_and_says_evaluation_needs_abnormal_ima
     normal, _ = write_bit_depth_folders(tmp_path / "scans")
     out = tmp_path / "runs"
     assert run_experiments.main(["--dataset", "folder", "--normal-dir", str(normal), "--profile", "smoke",
-                                 "--out", str(out)]) == 0  # floors included
+                                 "--model", "fcae", "--out", str(out)]) == 0  # floors included
     assert "evaluation needs abnormal images" in capsys.readouterr().out
-    run_dir = next(out.glob("folder/improved_bigan/*"))
+    run_dir = next(out.glob("folder/fcae/*"))
     assert (run_dir / "saved_model" / "saved_model.pb").is_file() and (run_dir / "model.keras").is_file()
     assert not (run_dir / "scores.csv").exists()
     assert np.isfinite(json.loads((run_dir / "metrics.json").read_text())["threshold"])
