@@ -86,17 +86,17 @@ def _source_dataset(collection, indices, image_size, channels):
     return ds.map(model_input, num_parallel_calls=AUTOTUNE)
 
 
-def image_dataset(collection, indices, image_size, batch_size, training=False, seed=0, channels=1):
+def image_dataset(collection, indices, image_size, batch_size, training=False, seed=0, channels=1, augment=True):
     """Batched [B, S, S, channels] images in [-1, 1], in index order unless `training`.
 
-    Training shuffles every epoch and augments after the cache, so each epoch sees fresh
+    Training shuffles every epoch and (with `augment`) augments after the cache, so each epoch sees fresh
     augmentations of images decoded only once.
     """
     ds = _source_dataset(collection, indices, image_size, channels).cache()
     if training:
         ds = ds.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    if training:
+    if training and augment:
         augmenter = build_augmenter(seed)
         ds = ds.map(lambda batch: augmenter(batch, training=True), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)

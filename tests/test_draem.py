@@ -113,6 +113,19 @@ def test_a_corruption_that_changes_too_little_is_labelled_clean():
         assert marked.mean() >= 0.2  # some corruptions of these low-contrast discs are visible
 
 
+def test_a_source_that_would_change_nothing_gives_way_to_a_visible_one():
+    """Another normal of a texture is the same texture: drawn anyway and dropped as invisible, it left up to 7 of 8
+    tile samples of a batch clean; now a visible source (a texture) is drawn instead."""
+    texture = np.full((16, 32, 32, 1), 0.2, "float32")  # moved, turned or zoomed, another one is the same
+    alone = np.asarray(synthesize(texture, seed(1), sources=("image",), clean_fraction=0.0)[1])
+    assert alone.max(axis=(1, 2)).sum() == 0  # an identical partner changes nothing: every sample clean
+    corrupted, masks, _ = (np.asarray(part) for part in synthesize(texture, seed(1), sources=("image", "texture"),
+                                                                    clean_fraction=0.0))
+    marked = masks.max(axis=(1, 2)) > 0
+    assert marked.mean() >= 0.75, marked.mean()
+    assert np.all(np.abs(corrupted - texture).max(axis=(1, 2, 3))[marked] > 0)
+
+
 def test_the_three_sources_differ():
     images = discs(48, channels=3)
     results = {source: synthesize(images, seed(4), sources=(source,), clean_fraction=0.0) for source in SOURCES}

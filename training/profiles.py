@@ -27,6 +27,7 @@ COMMON = {
     "strategy": "default",  # tf.distribute: default (one device), mirrored (local GPUs), multi_worker (TF_CONFIG)
     "phantom_draw": "test",  # `dev` for tuning; every reported number uses `test`
     "deterministic": True,  # TensorFlow op determinism: the same command gives the same numbers
+    "augment": True,  # the Improved BiGAN's §IV-B geometric augmentation of the training normals (data.pipeline)
 }
 # Phantom size per profile: the smoke profile must run in seconds.
 DATA = {
@@ -62,10 +63,11 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
     if isinstance(config["preset"], dict):
         config["preset"] = config["preset"][source_paper(dataset)]
     preset = dict(models.presets[config["preset"]])
-    # Trained on synthetic anomalies, a model is scored by its predicted map (DRAEM's score) unless told otherwise.
+    # Trained on synthetic anomalies, a model is scored by its predicted map (DRAEM's score) unless told otherwise,
+    # and its training normals are not shifted or zoomed (as models.draem: the corruptions are the augmentation).
     synthetic = bool(overrides.get("synthetic_anomalies"))
     if synthetic:
-        config.update({"score": MAP_SCORE, **models.synthetic_training.get(profile, {})})
+        config.update({"score": MAP_SCORE, "augment": False, **models.synthetic_training.get(profile, {})})
     # A floor takes only the domain's input settings (its preset's): it keeps its own score.
     domain = {key: value for key, value in domain_defaults(dataset, profile).items()
               if (key in preset or key in config and model not in FLOOR_NAMES)
