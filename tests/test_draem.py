@@ -210,14 +210,16 @@ def test_model_keras_and_the_saved_model_reproduce_colour_scores(tmp_path):
     np.testing.assert_allclose(served["score"], outputs["score"], rtol=1e-3, atol=1e-3)
 
 
-def test_improved_bigan_with_synthetic_anomalies_keeps_draems_score_and_not_the_domains():
-    """--synthetic-anomalies scores improved_bigan by its head's map (DRAEM's score): the chest domain's quick score
-    was chosen on reconstruction errors and is not applied; without the option it is, and there is no head."""
+def test_improved_bigan_with_synthetic_anomalies_keeps_the_maps_score_and_not_the_domains():
+    """--synthetic-anomalies scores improved_bigan by its head's map (`map_mean`, as draem): the chest domain's quick
+    score was chosen on reconstruction errors and is not applied; without the option it is, and there is no head."""
     from training.profiles import resolve_config
 
     with_head = resolve_config("improved_bigan", "chest_xray_2", "quick", synthetic_anomalies=True)
     plain = resolve_config("improved_bigan", "chest_xray_2", "quick")
-    assert with_head["score"] == "draem" and with_head["architecture"]["synthetic_anomalies"] is True
+    assert with_head["score"] == "map_mean" and with_head["architecture"]["synthetic_anomalies"] is True
+    assert resolve_config("draem", "chest_xray_2", "quick")["score"] == "map_mean"
+    assert resolve_config("draem", "chest_xray_2", "paper")["score"] == "draem"  # the paper's own score
     assert (with_head["epochs_recon"], with_head["epochs_adv"], with_head["min_updates"]) == (10, 1, 600)  # a step budget
     assert plain["score"] == "mse_ssim" and plain["architecture"]["synthetic_anomalies"] is False
     assert resolve_config("improved_bigan", "chest_xray_2", "quick", synthetic_anomalies=True, score="latent")["score"] == "latent"
