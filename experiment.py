@@ -200,7 +200,7 @@ def train_evaluate_export(spec, config, collection, split, run_dir, strategy, fl
 
     size, channels, batch = config["architecture"]["image_size"], config["architecture"]["channels"], config["batch_size"]
     train_ds = image_dataset(collection, split.train, size, batch, training=True, seed=config["seed"],
-                             channels=channels, augment=config.get("augment", True))
+                             channels=channels, augment=config["augment"])
     validation_ds = image_dataset(collection, split.validation, size, batch, channels=channels)
     normals_ds = image_dataset(collection, split.train, size, batch, channels=channels)  # un-augmented training normals
     abnormal = split.test[collection.labels[split.test] == 1]

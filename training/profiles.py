@@ -63,7 +63,7 @@ def resolve_config(model, dataset, profile, seed=0, category=None, protocol=None
     if isinstance(config["preset"], dict):
         config["preset"] = config["preset"][source_paper(dataset)]
     preset = dict(models.presets[config["preset"]])
-    # Trained on synthetic anomalies, a model is scored by its predicted map (DRAEM's score) unless told otherwise,
+    # Trained on synthetic anomalies, a model is scored by its predicted map (MAP_SCORE) unless told otherwise,
     # and its training normals are not shifted or zoomed (as models.draem: the corruptions are the augmentation).
     synthetic = bool(overrides.get("synthetic_anomalies"))
     if synthetic:

@@ -66,14 +66,13 @@ def fit(model, train_ds, normals_ds, preview, config, run_dir, verbose=1):
     # then keeps its iterator across epochs instead of building one per epoch (see epoch_steps).
     endless = batches.cardinality() == tf.data.INFINITE_CARDINALITY
     steps_per_epoch = epoch_steps(train_ds, config) if endless else None
-    train_ds = batches
     schedule = model.make_schedule(config)
     checkpoint = TrainingCheckpoint(model.checkpoint_items(), run_dir / CHECKPOINT_DIR)
     start_epoch = checkpoint.restore_latest()
     history = EpochHistory(run_dir / "history.json", schedule, start_epoch)
     if start_epoch < schedule.total_epochs:
         with_multi_worker_logs(model).fit(
-            train_ds,
+            batches,
             epochs=schedule.total_epochs,
             initial_epoch=start_epoch,
             steps_per_epoch=steps_per_epoch,
