@@ -220,6 +220,7 @@ def test_improved_bigan_with_synthetic_anomalies_keeps_the_maps_score_and_not_th
     assert with_head["score"] == "map_mean" and with_head["architecture"]["synthetic_anomalies"] is True
     assert resolve_config("draem", "chest_xray_2", "quick")["score"] == "map_mean"
     assert resolve_config("draem", "chest_xray_2", "paper")["score"] == "draem"  # the paper's own score
-    assert (with_head["epochs_recon"], with_head["epochs_adv"], with_head["min_updates"]) == (10, 1, 600)  # a step budget
+    assert (with_head["epochs_recon"], with_head["epochs_adv"], with_head["batch_size"], with_head["min_updates"]) == (
+        10, 1, 16, 800)  # a step budget
     assert plain["score"] == "mse_ssim" and plain["architecture"]["synthetic_anomalies"] is False
     assert resolve_config("improved_bigan", "chest_xray_2", "quick", synthetic_anomalies=True, score="latent")["score"] == "latent"
