@@ -54,8 +54,8 @@ def bit_depth_run(tmp_path_factory):
     normal, abnormal = write_bit_depth_folders(tmp_path_factory.mktemp("scans"))
     out = tmp_path_factory.mktemp("runs")
     assert run_experiments.main(["--dataset", "folder", "--normal-dir", str(normal), "--abnormal-dir", str(abnormal),
-                                 "--profile", "smoke", "--no-floor", "--out", str(out)]) == 0
-    run_dir = only_run(out)
+                                 "--model", "fcae", "--profile", "smoke", "--no-floor", "--out", str(out)]) == 0
+    run_dir = only_run(out)  # decoding and serving do not depend on the model (conformance: every model's export)
     rows = {row["path"]: float(row["score"]) for row in read_scores(run_dir)}
     assert {kind for kind in KINDS if any(path.endswith(kind) for path in rows)} == set(KINDS)
     return run_dir, (normal, abnormal), rows

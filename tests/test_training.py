@@ -71,9 +71,10 @@ def float32_afterwards():
     keras.config.set_dtype_policy("float32")  # compiled_model sets the global policy; leave it as found
 
 
-# improved_bigan only: tests/test_conformance.py steps every model in mixed precision; this adds the save and reload.
+# improved_bigan only: tests/test_conformance.py builds and steps every model in mixed precision (finite losses,
+# float32 weights and scores); this adds the save and reload of its detector, which needs no training.
 @pytest.mark.parametrize("model_name", ["improved_bigan"])
-def test_mixed_precision_computes_in_bfloat16_and_keeps_weights_losses_and_scores_float32(
+def test_a_mixed_precision_detector_keeps_float32_outputs_through_model_keras_and_the_saved_model(
     model_name, fixed_batch, float32_afterwards, tmp_path
 ):
     config = resolve_config(model_name, "phantom", "smoke", mixed_precision=True, image_size=32)
@@ -82,8 +83,6 @@ def test_mixed_precision_computes_in_bfloat16_and_keeps_weights_losses_and_score
                   for layer in network.layers]
     assert {layer.compute_dtype for layer in sub_layers if isinstance(layer, keras.layers.Conv2D)} >= {"bfloat16"}
     assert {variable.dtype for variable in model.trainable_variables} == {"float32"}
-    history = fit(model, batches(fixed_batch), batches(fixed_batch), fixed_batch[:2], config, tmp_path, verbose=0)
-    assert all(np.isfinite(value) for record in history for key, value in record.items() if key.endswith("loss"))
 
     detector = build_detector(model, 32, score=config["score"])
     outputs = detector(fixed_batch)
