@@ -31,4 +31,4 @@ def test_tfds_plant_village_stays_grayscale_and_every_domain_names_a_model_that_
 
     assert all(model in MODEL_NAMES for model, _, _ in RECOMMENDED.values())
     assert set(QUICK_DEFAULTS) <= set(RECOMMENDED) and domain_of("mvtec_ad") == "industrial"
-    assert "recommended for chest data: --model cae" in experiment.domain_note("chest_xray_2", "quick", ["fcae"])
+    assert "recommended for chest data: --model draem" in experiment.domain_note("chest_xray_2", "quick", ["fcae"])
